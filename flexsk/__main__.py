@@ -1,0 +1,7 @@
+"""``python -m flexsk``: the same as the ``flexsk`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,303 @@
+"""The one training primitive and the one scoring primitive.
+
+Every strategy is a schedule of two operations (see ``flexsk/strategies``):
+
+* :meth:`FineTuning.tune`: train a selection of units, starting from given
+  weights, until validation accuracy stops improving; restore the best weights.
+* :meth:`FineTuning.score`: validation accuracy of some weights.
+"""
+
+import copy
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+
+from . import _surgery
+
+__all__ = ["TargetData", "Optimization", "Tuned", "FineTuning"]
+
+
+@dataclass
+class TargetData:
+    """Target training and validation tensors, already on the training device.
+
+    Labels are indices into ``classes``, the output columns of the net that
+    the target task uses.
+    """
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    classes: torch.Tensor
+
+
+@dataclass
+class Optimization:
+    """How to train: taken from the base net, overridden by FlexTuner."""
+
+    optimizer: type
+    optimizer_kwargs: dict
+    lr: float
+    batch_size: int
+    max_epochs: int
+    patience: object  # int or None
+    get_loss: object  # callable(gathered outputs, y) -> loss
+    probabilities: bool  # whether the net outputs probabilities (NLLLoss)
+    eval_batch_size: int = 1024
+
+
+@dataclass
+class Tuned:
+    """A trained candidate: its module, best validation accuracy and history."""
+
+    module: torch.nn.Module
+    val_score: float
+    n_epochs: int
+    best_epoch: int
+    val_history: list = field(default_factory=list)
+
+
+def gather(outputs, classes, probabilities):
+    """Restrict net outputs to the target's classes (renormalizing probabilities)."""
+    gathered = outputs.index_select(1, classes)
+    if probabilities:
+        gathered = gathered / gathered.sum(dim=1, keepdim=True).clamp_min(
+            torch.finfo(gathered.dtype).tiny)
+    return gathered
+
+
+def batches(n, batch_size, order=None):
+    """Slices of ``range(n)`` (or of ``order``) in batches; no batch of size 1.
+
+    A trailing batch of one sample would break BatchNorm in train mode, so it
+    is merged into the previous batch.
+    """
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        yield order[start:stop] if order is not None else slice(start, stop)
+
+
+def seed_for(base_seed, key):
+    """A seed per candidate, independent of the order candidates are trained in."""
+    return (base_seed + zlib.crc32(repr(key).encode())) % (2 ** 31)
+
+
+class FineTuning:
+    """The shared state of one ``fit``: pretrained weights, units, data, settings.
+
+    Parameters
+    ----------
+    pretrained : torch.nn.Module
+        The pretrained network on the training device. Never modified.
+    units : list of Unit
+        In forward order.
+    data : TargetData
+    optimization : Optimization
+    base_seed : int
+    progress : callable or None
+        Called with a short description after each training run.
+    log : callable or None
+        Called with one line per epoch (verbose >= 2).
+    """
+
+    def __init__(self, pretrained, units, data, optimization, base_seed,
+                 progress=None, log=None, cache="auto", cache_bytes=2 ** 30):
+        self.pretrained = pretrained
+        self.units = units
+        self.by_name = {unit.name: unit for unit in units}
+        self.data = data
+        self.optimization = optimization
+        self.base_seed = base_seed
+        self.progress = progress
+        self.log = log
+        self.cache = cache
+        self.cache_bytes = cache_bytes
+        self.cuts = (_surgery.Cuts(pretrained.eval(), units, data.X_val[:2])
+                     if cache else None)
+        self._cached = {}  # unit name -> (train inputs, val inputs); the latest only
+        self._device_ids = ([data.X_train.device.index or 0]
+                            if data.X_train.device.type == "cuda" else [])
+
+    # -- activation caching ------------------------------------------------------------
+
+    def _fits_budget(self, unit_name, n_samples):
+        if self.cache is True:
+            return True
+        with torch.no_grad():
+            sample = self.cuts.prefix(self.pretrained, unit_name)(self.data.X_val[:1])
+        return sample.element_size() * sample.numel() * n_samples <= self.cache_bytes
+
+    def cache_unit(self, selection):
+        """The unit to cut before, when the selection's frozen prefix can be cached.
+
+        Units before the earliest tuned unit are frozen and in eval mode, so
+        their outputs are the same every epoch: computed once, reused.
+        """
+        if self.cuts is None or selection.units is None or selection.extra is not None:
+            return None
+        first = min(selection.units, key=self.units.index).name
+        n_samples = len(self.data.X_train) + len(self.data.X_val)
+        if first not in self.cuts or not self._fits_budget(first, n_samples):
+            return None
+        return first
+
+    def cached_inputs(self, unit_name):
+        """The pretrained prefix's outputs (the unit's inputs) on train and val data."""
+        if unit_name not in self._cached:
+            prefix = self.cuts.prefix(self.pretrained, unit_name).eval()
+            self._cached = {unit_name: tuple(
+                _run(prefix, X, self.optimization.eval_batch_size)
+                for X in (self.data.X_train, self.data.X_val))}
+        return self._cached[unit_name]
+
+    # -- selections ----------------------------------------------------------------
+
+    def selection(self, key):
+        """The :class:`~flexsk._surgery.Selection` for a unit name, tuple or "all"."""
+        if key == "all":
+            return _surgery.select(None)
+        names = key if isinstance(key, tuple) else (key,)
+        return _surgery.select(self.by_name[name] for name in names)
+
+    # -- the two primitives ----------------------------------------------------------
+
+    def score(self, module, X=None, y=None):
+        """Accuracy of ``module`` (on validation data by default), in eval mode.
+
+        ``module`` is left in eval mode; training sets its modes every epoch.
+        """
+        data, opt = self.data, self.optimization
+        X = data.X_val if X is None else X
+        y = data.y_val if y is None else y
+        module.eval()
+        correct = 0
+        with torch.no_grad():
+            for idx in batches(len(X), opt.eval_batch_size):
+                outputs = gather(module(X[idx]), data.classes, opt.probabilities)
+                correct += (outputs.argmax(1) == y[idx]).sum().item()
+        return correct / max(len(X), 1)
+
+    def tune(self, key, *, start=None, selection=None, max_epochs=None, patience="default",
+             keep="best"):
+        """Fine-tune a selection of units until validation accuracy stops improving.
+
+        Parameters
+        ----------
+        key : str, tuple of str or "all"
+            What to tune; also names the run (its seed derives from it).
+        start : torch.nn.Module, optional
+            Starting weights; the pretrained net by default. Not modified.
+        selection : Selection, optional
+            Overrides the selection derived from ``key`` (ft-ss).
+        max_epochs, patience : optional
+            Override the FlexTuner settings. ``patience=None`` trains exactly
+            ``max_epochs`` epochs.
+        keep : {"best", "last"}
+            Restore the best epoch (epoch 0, the starting weights, counts), or
+            keep the last weights (Algorithm 3's single epoch of ft-all).
+
+        Returns
+        -------
+        Tuned
+        """
+        opt, data = self.optimization, self.data
+        max_epochs = opt.max_epochs if max_epochs is None else max_epochs
+        patience = opt.patience if patience == "default" else patience
+        selection = self.selection(key) if selection is None else selection
+        module = copy.deepcopy(self.pretrained if start is None else start)
+        params = selection.prepare(module)
+        optimizer = opt.optimizer(params, lr=opt.lr, **opt.optimizer_kwargs)
+        seed = seed_for(self.base_seed, key)
+        generator = torch.Generator().manual_seed(seed)
+        # Starting from other weights than the pretrained ones changes the prefix.
+        cut = self.cache_unit(selection) if start is None else None
+        if cut is None:
+            forward, X_train, X_val = module, data.X_train, data.X_val
+        else:
+            forward = self.cuts.suffix(module, cut)
+            X_train, X_val = self.cached_inputs(cut)
+
+        best_score = self.score(forward, X_val)
+        best_epoch, best_state = 0, selection.state(module)
+        history = [best_score]
+        epoch = 0
+        with torch.random.fork_rng(devices=self._device_ids):
+            torch.manual_seed(seed)
+            for epoch in range(1, max_epochs + 1):
+                selection.train_mode(module)
+                order = torch.randperm(len(X_train), generator=generator).to(X_train.device)
+                for idx in batches(len(order), opt.batch_size, order):
+                    optimizer.zero_grad(set_to_none=True)
+                    outputs = gather(forward(X_train[idx]), data.classes, opt.probabilities)
+                    loss = opt.get_loss(outputs, data.y_train[idx])
+                    loss.backward()
+                    optimizer.step()
+                val_score = self.score(forward, X_val)
+                history.append(val_score)
+                if self.log is not None:
+                    self.log(f"[{_describe(key)}] epoch {epoch}: loss {loss.item():.4f}, "
+                             f"valid_acc {val_score:.4f}")
+                if val_score > best_score:
+                    best_score, best_epoch = val_score, epoch
+                    best_state = selection.state(module)
+                elif patience is not None and epoch - best_epoch >= patience:
+                    break
+        if keep == "best":
+            _surgery.load_state(module, best_state)
+        else:
+            best_score, best_epoch = history[-1], epoch
+        for param in module.parameters():
+            param.requires_grad_(True)
+        module.eval()
+        if self.progress is not None:
+            self.progress(_describe(key))
+        return Tuned(module, best_score, epoch, best_epoch, history)
+
+    def proxy_scores(self, donor):
+        """Validation accuracy of every proxy net: pretrained, one unit from ``donor``.
+
+        Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so
+        one pretrained pass gives every unit's input, and each proxy only runs
+        its suffix.
+        """
+        inputs = self._unit_inputs_on_val()
+        scores = {}
+        for unit in self.units:
+            proxy = _surgery.swap_unit(self.pretrained, donor, unit)
+            if unit.name in inputs:
+                scores[unit.name] = self.score(self.cuts.suffix(proxy, unit.name),
+                                               inputs[unit.name])
+            else:
+                scores[unit.name] = self.score(proxy)
+        return scores
+
+    def _unit_inputs_on_val(self):
+        """Inputs of every cuttable unit on validation data, from one pretrained pass."""
+        if self.cuts is None:
+            return {}
+        names = [u.name for u in self.units if u.name in self.cuts]
+        if self.cache != True and names:  # noqa: E712 (True, not truthy "auto")
+            with torch.no_grad():
+                sizes = _surgery.unit_inputs(self.pretrained, [self.by_name[n] for n in names],
+                                             self.data.X_val[:1])
+            per_sample = sum(t.element_size() * t.numel() for t in sizes.values())
+            if per_sample * len(self.data.X_val) > self.cache_bytes:
+                return {}
+        chunks = [_surgery.unit_inputs(self.pretrained, [self.by_name[n] for n in names],
+                                       self.data.X_val[idx])
+                  for idx in batches(len(self.data.X_val), self.optimization.eval_batch_size)]
+        return {name: torch.cat([chunk[name] for chunk in chunks]) for name in names}
+
+
+def _run(module, X, batch_size):
+    with torch.no_grad():
+        return torch.cat([module(X[idx]) for idx in batches(len(X), batch_size)])
+
+
+def _describe(key):
+    return "+".join(key) if isinstance(key, tuple) else key
+

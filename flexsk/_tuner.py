@@ -1,0 +1,587 @@
+"""FlexTuner: the estimator. Parameters, validation, fit orchestration, prediction."""
+
+import copy
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from . import _surgery
+from ._training import FineTuning, Optimization, TargetData, batches, gather, seed_for
+from .strategies import STRATEGIES
+from .units import resolve_units
+
+__all__ = ["FlexTuner"]
+
+
+class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
+    """Fine-tune the one unit of a pretrained network that the target data needs.
+
+    Flex-tuning (Royer & Lampert, WACV 2020) adapts a network pretrained on a
+    *source* domain to a visually different target domain with the same
+    classes, by fine-tuning exactly one *unit* (a layer or block) and choosing
+    which one from validation accuracy.
+
+    Parameters
+    ----------
+    base_net : skorch.NeuralNetClassifier
+        The pretrained network. Either initialized or fitted (its ``module_``
+        holds the pretrained weights), or unfitted and holding an
+        ``nn.Module`` instance (that instance's weights are the pretrained
+        weights; lazy modules are materialized by a forward pass). It is
+        never modified. Fine-tuning uses its optimizer class and
+        ``optimizer__*`` settings, criterion, batch size, learning rate and
+        device.
+    units : "auto", list of str or dict, default="auto"
+        How the network splits into units. ``"auto"``: the top-level child
+        modules that own parameters. A list: one unit per (dotted) module
+        name, e.g. ``["layer1.0", "fc"]``. A dict: named groups, e.g.
+        ``{"features": ["conv1", "conv2"], "head": ["fc1", "fc2"]}``. Units
+        are ordered as the forward pass runs them. Modules without
+        parameters belong to no unit. ``"all"`` and ``"ss"`` are reserved.
+    strategy : {"fast", "flex", "faster", "ft-all", "ft-fc", "ft-ss"}, default="fast"
+        ``"flex"`` (Algorithm 1) tunes every unit on its own and all units
+        together, and keeps the best on validation. ``"fast"`` (Algorithm 2)
+        tunes all units, scores proxy nets (the pretrained net with one unit
+        from ft-all), tunes the best proxy's unit from the pretrained weights,
+        and keeps it unless ft-all validates strictly better. ``"faster"``
+        (Algorithm 3) does the same with a single epoch of ft-all and always
+        returns the tuned unit. Baselines: ``"ft-all"`` (every parameter),
+        ``"ft-fc"`` (the last ``n_fc_units`` units) and ``"ft-ss"`` (scale
+        and shift, trained with the last unit).
+    n_fc_units : int, default=1
+        Number of last units that ``"ft-fc"`` tunes: the paper's ft-fc (1)
+        and ft-fc (2).
+    validation_fraction : float, default=0.2
+        Fraction of each class held out for validation when ``fit`` gets no
+        ``X_val``. Needs at least 2 samples per class.
+    max_epochs : int, default=100
+        Most epochs of any one training run.
+    patience : int or None, default=5
+        Stop when validation accuracy has not strictly improved for this
+        many epochs, then restore the best epoch. ``None`` trains exactly
+        ``max_epochs`` epochs and still restores the best.
+    lr : float or None, default=None
+        Fine-tuning learning rate; None uses the base net's ``lr``. The paper
+        fine-tunes with Adam at 1e-3 for small nets and 1e-4 for large ones,
+        lower than for pretraining.
+    batch_size : int or None, default=None
+        None uses the base net's ``batch_size``.
+    keep_candidates : bool, default=False
+        Keep every trained candidate in ``candidates_``.
+    embedding_unit : str or None, default=None
+        The unit whose input :meth:`transform` returns. None: the last unit.
+    activation_cache : "auto", bool, default="auto"
+        When only units from ``l`` onward are tuned, units before ``l`` are
+        frozen and in eval mode, so their outputs on the training and
+        validation data never change: they are computed once and only the
+        rest of the net runs each epoch. Proxy nets likewise share one
+        pretrained pass. ``"auto"`` caches when the cached activations fit in
+        ``activation_cache_bytes``; ``True`` always caches; ``False`` never
+        does (use it when your data pipeline augments). Results are the same
+        either way; nets that cannot be cut (see Notes) run uncached.
+    activation_cache_bytes : int, default=2**30
+        Memory budget of the activation cache for ``activation_cache="auto"``
+        (1 GiB).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, shuffling, dropout and lazy-module
+        initialization.
+    verbose : int, default=0
+        1 shows a progress bar over training runs; 2 also prints each epoch.
+
+    Attributes
+    ----------
+    units_ : list of str
+        Unit names in forward order.
+    selected_unit_ : str or tuple of str
+        The returned model: a unit name, a tuple of unit names (ft-fc with
+        several units), ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
+    proxy_scores_ : dict
+        Unit name -> selection score, for every unit in forward order: the
+        proxy net's validation accuracy (fast, faster) or the tuned
+        candidate's (flex). Empty for baselines.
+    validation_scores_ : dict
+        Validation accuracy of every model that could have been returned,
+        keyed like ``selected_unit_``. Faster's single epoch of ft-all is
+        left out.
+    n_epochs_ : dict
+        Epochs trained, with the same keys as ``validation_scores_``.
+    fit_time_ : float
+        Wall-clock seconds of ``fit``.
+    candidates_ : dict
+        With ``keep_candidates=True``: the trained modules, keyed like
+        ``validation_scores_``.
+    net_ : skorch.NeuralNetClassifier
+        An initialized net holding the tuned module. Its own ``predict``
+        returns output indices over all outputs; use :meth:`predict`.
+    classes_ : ndarray of shape (n_classes,)
+        The target labels, indices into the pretrained net's outputs.
+    n_features_in_ : int
+        Size of the second input axis (channels for images).
+
+    See Also
+    --------
+    flexsk.metrics.make_retrieval_scorer : mAP@k of the tuned embeddings.
+
+    Notes
+    -----
+    Frozen units run in eval mode during training, so BatchNorm statistics
+    and dropout outside the tuned units do not move. The returned network
+    differs from the pretrained one only inside the selected unit(s).
+
+    With the same ``random_state`` and the same torch thread count, fits on
+    CPU are reproducible; float rounding differs across thread counts.
+
+    Activation caching cuts the network into a frozen prefix and a trainable
+    suffix with :mod:`torch.fx`, keeping units whole. A cut before a unit is
+    used only where exactly one tensor, the unit's input, flows from the
+    prefix to the rest of the net, and where the cut net reproduces the
+    original on a probe batch. Elsewhere training runs the full network with
+    frozen parameters.
+
+    Examples
+    --------
+    >>> from flexsk import FlexTuner
+    >>> from flexsk.datasets import make_digits_shift
+    >>> from flexsk.zoo import load_source_net
+    >>> net = load_source_net("conv4")
+    >>> X, y = make_digits_shift("blur", split="train", return_X_y=True)
+    >>> tuner = FlexTuner(net, strategy="fast", random_state=0).fit(X, y)
+    >>> tuner.selected_unit_ in tuner.units_ + ["all"]
+    True
+    """
+
+    _parameter_constraints = {
+        "base_net": [NeuralNetClassifier],
+        "units": [StrOptions({"auto"}), list, tuple, dict],
+        "strategy": [StrOptions(set(STRATEGIES))],
+        "n_fc_units": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "keep_candidates": ["boolean"],
+        "embedding_unit": [str, None],
+        "activation_cache": [StrOptions({"auto"}), "boolean"],
+        "activation_cache_bytes": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
+                 validation_fraction=0.2, max_epochs=100, patience=5, lr=None,
+                 batch_size=None, keep_candidates=False, embedding_unit=None,
+                 activation_cache="auto", activation_cache_bytes=2 ** 30, random_state=None,
+                 verbose=0):
+        self.base_net = base_net
+        self.units = units
+        self.strategy = strategy
+        self.n_fc_units = n_fc_units
+        self.validation_fraction = validation_fraction
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr = lr
+        self.batch_size = batch_size
+        self.keep_candidates = keep_candidates
+        self.embedding_unit = embedding_unit
+        self.activation_cache = activation_cache
+        self.activation_cache_bytes = activation_cache_bytes
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- sklearn protocol ----------------------------------------------------------------
+
+    def __sklearn_clone__(self):
+        # The default clone would re-create base_net from its class and lose the
+        # pretrained weights; a deep copy keeps them and isolates the user's net.
+        params = self.get_params(deep=False)
+        base_net = copy.deepcopy(params.pop("base_net"))
+        return type(self)(base_net, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # -- fit ---------------------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Select and fine-tune a unit of the pretrained network.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+            Target training inputs, shaped as the base net takes them:
+            ``(n_samples, C, H, W)`` for images, ``(n_samples, n_features)``
+            for tabular nets. Any real dtype; cast to float32.
+        y : array-like of shape (n_samples,)
+            Integer labels, indices into the pretrained net's outputs.
+        X_val, y_val : array-like, optional
+            A fixed validation set. When given, it replaces the internal
+            split (as in :meth:`sklearn.ensemble.HistGradientBoostingClassifier.fit`).
+
+        Returns
+        -------
+        self : FlexTuner
+        """
+        started = time.perf_counter()
+        X, y = self._validate_training_data(X, y)
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Pass both X_val and y_val, or neither.")
+        base_seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+
+        device = _device_of(self.base_net)
+        pretrained = _pretrained_module(self.base_net).to(device)
+        n_outputs = self._probe(pretrained, X, device, base_seed)
+        self.classes_ = _check_labels(np.unique(y), n_outputs, "y")
+
+        if X_val is None:
+            train, val = _stratified_split(y, self.validation_fraction,
+                                           np.random.RandomState(base_seed))
+            X_train, y_train, X_val, y_val = X[train], y[train], X[val], y[val]
+        else:
+            X_train, y_train = X, y
+            X_val, y_val = self._validate_validation_data(X_val, y_val)
+
+        net = _net_like(self.base_net, pretrained)
+        units = resolve_units(pretrained, self.units, _to_tensor(X[:2], device))
+        self._check_unit_options(units)
+        data = TargetData(
+            X_train=_to_tensor(X_train, device), y_train=self._encode(y_train, device),
+            X_val=_to_tensor(X_val, device), y_val=self._encode(y_val, device),
+            classes=torch.as_tensor(self.classes_, dtype=torch.long, device=device))
+        schedule = STRATEGIES[self.strategy]
+        with _progress(self.verbose, schedule, len(units), self.strategy) as progress:
+            ft = FineTuning(pretrained, units, data, self._optimization(net, len(X_train)),
+                            base_seed, progress=progress,
+                            log=print if self.verbose >= 2 else None,
+                            cache=self.activation_cache,
+                            cache_bytes=self.activation_cache_bytes)
+            outcome = schedule(ft, n_fc_units=self.n_fc_units)
+
+        self._units = units
+        self._pretrained = pretrained
+        self.units_ = [unit.name for unit in units]
+        self.selected_unit_ = outcome.selected
+        self.proxy_scores_ = dict(outcome.proxy_scores)
+        self.validation_scores_ = {k: t.val_score for k, t in outcome.tuned.items()}
+        self.n_epochs_ = {k: t.n_epochs for k, t in outcome.tuned.items()}
+        if self.keep_candidates:
+            self.candidates_ = {k: t.module for k, t in outcome.tuned.items()}
+        self.net_ = _net_like(self.base_net, outcome.model.module)
+        self.fit_time_ = time.perf_counter() - started
+        return self
+
+    def _optimization(self, net, n_train):
+        batch_size = self.batch_size or net.batch_size
+        if batch_size is None or batch_size < 1:  # skorch: -1 is the whole set
+            batch_size = n_train
+        kwargs = dict(net.get_params_for("optimizer"))
+        kwargs.pop("lr", None)
+        return Optimization(
+            optimizer=net.optimizer, optimizer_kwargs=kwargs,
+            lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
+            max_epochs=self.max_epochs, patience=self.patience,
+            get_loss=lambda outputs, y: net.get_loss(outputs, y, training=True),
+            probabilities=_outputs_probabilities(net))
+
+    def _check_unit_options(self, units):
+        names = [unit.name for unit in units]
+        if self.embedding_unit is not None and self.embedding_unit not in names:
+            raise ValueError(f"embedding_unit={self.embedding_unit!r} is not a unit; "
+                             f"units are {names}.")
+        if self.strategy == "ft-fc" and self.n_fc_units > len(units):
+            raise ValueError(f"n_fc_units={self.n_fc_units} exceeds the {len(units)} units "
+                             f"{names}.")
+
+    # -- input validation -------------------------------------------------------------------
+
+    def _validate_training_data(self, X, y):
+        X = _as_numpy(X)
+        y = _as_numpy(y) if y is not None else y
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32,
+                             ensure_min_samples=1)
+        check_classification_targets(y)
+        y = _integer_labels(y, "y")
+        self._input_shape = X.shape[1:]
+        return np.ascontiguousarray(X), y
+
+    def _validate_validation_data(self, X_val, y_val):
+        X_val = self._validate_X(X_val, name="X_val")
+        y_val = column_or_1d(_as_numpy(y_val), warn=True)
+        if len(y_val) != len(X_val):
+            raise ValueError(f"X_val has {len(X_val)} samples but y_val has {len(y_val)}.")
+        y_val = _integer_labels(y_val, "y_val")
+        unknown = np.setdiff1d(y_val, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y_val holds labels {unknown.tolist()} that are not in y; "
+                             f"the classes seen in y are {self.classes_.tolist()}.")
+        return X_val, y_val
+
+    def _validate_X(self, X, name="X"):
+        X = _as_numpy(X)
+        shape = getattr(X, "shape", ())
+        expected = self._input_shape
+        if len(shape) >= 2 and (len(shape) != len(expected) + 1 or
+                                (len(expected) > 1 and tuple(shape[1:]) != expected)):
+            raise ValueError(
+                f"{name} has shape {tuple(shape)}, but {type(self).__name__} was fitted on "
+                f"inputs of shape (n_samples, {', '.join(map(str, expected))}).")
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        return np.ascontiguousarray(X)
+
+    def _encode(self, y, device):
+        return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long,
+                               device=device)
+
+    def _probe(self, module, X, device, base_seed):
+        """Materialize lazy modules and check the net takes X; return its output size."""
+        probe = _to_tensor(X[:2], device)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed_for(base_seed, "materialize"))
+            module.eval()
+            try:
+                outputs = module(probe)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"base_net cannot take inputs of shape (n_samples, "
+                    f"{', '.join(map(str, X.shape[1:]))}): {_expected_input(module)} "
+                    f"The network raised: {exc}") from exc
+        if not torch.is_tensor(outputs) or outputs.dim() != 2:
+            raise ValueError(
+                f"base_net's module must return a tensor of shape (n_samples, n_outputs); "
+                f"got {type(outputs).__name__} "
+                f"{tuple(outputs.shape) if torch.is_tensor(outputs) else ''}.")
+        return outputs.shape[1]
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def _outputs(self, module, X, fn=None):
+        """Run ``module`` (or ``fn``) in eval mode over X in batches; numpy result."""
+        device = _device_of(self.net_)
+        X = self._validate_X(X)
+        module.eval()
+        results = []
+        with torch.no_grad():
+            for idx in batches(len(X), 1024):
+                batch = _to_tensor(X[idx], device)
+                results.append((fn or module)(batch).float().cpu())
+        return torch.cat(results).numpy()
+
+    def _proba(self, module, X):
+        device = _device_of(self.net_)
+        classes = torch.as_tensor(self.classes_, dtype=torch.long, device=device)
+        nonlinearity = self.net_._get_predict_nonlinearity()
+        probabilities = _outputs_probabilities(self.net_)
+
+        def proba(batch):
+            p = nonlinearity(gather(module(batch), classes, probabilities))
+            return p / p.sum(dim=1, keepdim=True)
+
+        return self._outputs(module, X, proba)
+
+    def predict_proba(self, X):
+        """Class probabilities, one column per class in ``classes_``.
+
+        The net's outputs are restricted to the columns in ``classes_`` and
+        renormalized.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self._proba(self.net_.module_, X)
+
+    def predict(self, X):
+        """Predicted labels, taken from ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def transform(self, X):
+        """Embed X with the tuned net: the input of ``embedding_unit``, flattened.
+
+        By default the input of the last unit, i.e. the penultimate features.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_embedding)
+        """
+        check_is_fitted(self)
+        return self._embed(self.net_.module_, X)
+
+    def _embed(self, module, X):
+        unit_name = self.embedding_unit or self.units_[-1]
+        first_module = next(u for u in self._units if u.name == unit_name).modules[0]
+        return self._outputs(
+            module, X, lambda batch: _surgery.capture_input(module, first_module,
+                                                            batch).flatten(1))
+
+    def score_candidates(self, X, y):
+        """Accuracy of every kept candidate on (X, y).
+
+        Needs ``keep_candidates=True``. This is how per-unit test curves (the
+        paper's Figure 1) are drawn.
+
+        Returns
+        -------
+        dict
+            Keyed like ``candidates_``.
+        """
+        check_is_fitted(self, "candidates_")
+        y = _integer_labels(column_or_1d(_as_numpy(y)), "y")
+        return {key: float(np.mean(self.classes_[self._proba(m, X).argmax(1)] == y))
+                for key, m in self.candidates_.items()}
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _as_numpy(X):
+    if torch.is_tensor(X):
+        return X.detach().cpu().numpy()
+    return X
+
+
+def _to_tensor(X, device):
+    return torch.as_tensor(X, device=device)
+
+
+def _device_of(net):
+    if getattr(net, "device", None) is not None:
+        return torch.device(net.device)
+    return torch.device("cpu")
+
+
+def _pretrained_module(base_net):
+    """A private copy of the pretrained module held by ``base_net``."""
+    if getattr(base_net, "initialized_", False):
+        module = base_net.module_
+    elif isinstance(base_net.module, nn.Module):
+        module = base_net.module
+    else:
+        raise ValueError(
+            f"base_net holds no pretrained weights: its module is "
+            f"{getattr(base_net.module, '__name__', base_net.module)!r} (a class) and the net "
+            f"is not initialized. Pass a fitted or initialized NeuralNetClassifier "
+            f"(net.initialize()), or one built around an nn.Module instance.")
+    return copy.deepcopy(module)
+
+
+def _net_like(base_net, module):
+    """A new initialized net like ``base_net`` that holds ``module``."""
+    params = {k: v for k, v in base_net.get_params(deep=False).items()
+              if k != "module" and not k.startswith(("module__", "_"))}
+    net = type(base_net)(module=module, **copy.deepcopy(params))
+    return net.initialize()
+
+
+def _outputs_probabilities(net):
+    # skorch's convention: NLLLoss means the module outputs probabilities.
+    return isinstance(net.criterion_, nn.NLLLoss)
+
+
+def _expected_input(module):
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(
+                layer, nn.modules.lazy.LazyModuleMixin):
+            dims = {3: "L", 4: "H, W", 5: "D, H, W"}[layer.weight.dim()]
+            return (f"its first convolution {name!r} expects {layer.in_channels} input "
+                    f"channels, i.e. inputs of shape (n_samples, {layer.in_channels}, {dims}).")
+        if isinstance(layer, nn.Linear) and not isinstance(
+                layer, nn.modules.lazy.LazyModuleMixin):
+            return (f"its first linear layer {name!r} expects {layer.in_features} features, "
+                    f"i.e. inputs of shape (n_samples, {layer.in_features}) after any "
+                    f"earlier layers.")
+    return ""
+
+
+def _integer_labels(y, name):
+    y = np.asarray(y)
+    if y.dtype.kind in "OUS":
+        raise ValueError(
+            f"{name} must hold integer labels that index the pretrained net's outputs, "
+            f"got labels of type {y.dtype}. Map your labels to the net's class indices.")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{name} must hold integer labels, got non-integer values.")
+    return y.astype(np.int64)
+
+
+def _check_labels(classes, n_outputs, name):
+    bad = classes[(classes < 0) | (classes >= n_outputs)]
+    if bad.size:
+        raise ValueError(
+            f"{name} holds labels {bad.tolist()} outside [0, {n_outputs}): labels index the "
+            f"pretrained net's {n_outputs} outputs.")
+    return classes
+
+
+def _stratified_split(y, fraction, rng):
+    """Per-class split: every class gets at least one training and one validation sample."""
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        if len(idx) < 2:
+            raise ValueError(
+                f"FlexTuner holds out validation_fraction={fraction} of each class for "
+                f"validation, which needs at least 2 samples per class; class {label} has "
+                f"{len(idx)} sample. Pass more data, or X_val and y_val.")
+        n_val = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+class _progress:
+    """A tqdm bar over the training runs of one fit (verbose >= 1)."""
+
+    def __init__(self, verbose, schedule, n_units, strategy):
+        self.bar = None
+        if verbose >= 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=schedule.n_runs(n_units), desc=f"FlexTuner({strategy})",
+                            unit="run")
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+
+        def update(description):
+            self.bar.set_postfix_str(description)
+            self.bar.update()
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()

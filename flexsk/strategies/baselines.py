@@ -1,0 +1,41 @@
+"""The paper's baselines (Section 5.1): ft-all, ft-fc and ft-ss."""
+
+import copy
+
+from .. import _surgery
+from ._outcome import Outcome
+
+
+def ft_all(ft, **options):
+    """Fine-tune every parameter of the net."""
+    return Outcome("all", {"all": ft.tune("all")})
+
+
+def ft_fc(ft, *, n_fc_units=1, **options):
+    """Fine-tune the last ``n_fc_units`` units together (the paper's ft-fc (1) and (2))."""
+    if n_fc_units > len(ft.units):
+        raise ValueError(f"n_fc_units={n_fc_units} exceeds the {len(ft.units)} units "
+                         f"of the network.")
+    last = tuple(unit.name for unit in ft.units[-n_fc_units:])
+    key = last[0] if n_fc_units == 1 else last
+    return Outcome(key, {key: ft.tune(key)})
+
+
+def ft_ss(ft, **options):
+    """Scale and shift (Meta-Transfer Learning), trained with the last unit.
+
+    Every conv kernel outside the last unit gets a scale per (out, in)
+    channel pair, every linear layer one per output feature (initialized to
+    1), and every bias a shift (initialized to 0). They are trained together
+    with the whole last unit, then folded into plain weights.
+    """
+    start = copy.deepcopy(ft.pretrained)
+    selection = _surgery.add_scale_shift(start, ft.units[-1])
+    candidate = ft.tune("ss", start=start, selection=selection)
+    _surgery.fold_scale_shift(candidate.module)
+    return Outcome("ss", {"ss": candidate})
+
+
+ft_all.n_runs = lambda n_units: 1  # training runs, for progress bars
+ft_fc.n_runs = lambda n_units: 1  # training runs, for progress bars
+ft_ss.n_runs = lambda n_units: 1  # training runs, for progress bars

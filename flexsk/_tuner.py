@@ -438,6 +438,23 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return self._embed(self.net_.module_, X)
 
+    def pretrained_transform(self, X):
+        """Embed X with the *pretrained* net, at the same cut as :meth:`transform`.
+
+        Retrieval evaluation (the paper's Section 5.3) embeds source images
+        this way and target images with :meth:`transform`.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_embedding)
+        """
+        check_is_fitted(self)
+        return self._embed(self._pretrained, X)
+
     def _embed(self, module, X):
         unit_name = self.embedding_unit or self.units_[-1]
         first_module = next(u for u in self._units if u.name == unit_name).modules[0]

@@ -196,26 +196,23 @@ def make_net(arch, *, n_channels=1, image_size=16, n_classes=10):
     return nn.Sequential(_layers(arch, n_channels, image_size, n_classes))
 
 
-class _SourceNet(nn.Sequential):
-    """A zoo network that loads its pretrained weights when constructed.
+def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None):
+    """A zoo network (a plain ``nn.Sequential``) holding its pretrained weights.
 
-    Used as the ``module`` of the estimator returned by :func:`load_source_net`,
+    The ``module`` factory of the estimator returned by :func:`load_source_net`,
     so that every (re)initialization of the estimator starts from the
     pretrained weights. ``cache_dir`` should be an absolute path.
     """
-
-    def __init__(self, arch="conv4", n_channels=1, image_size=16, cache_dir=None):
-        _check_arch(arch)
-        n_channels = _check_int("n_channels", n_channels, 1)
-        image_size = _check_image_size(image_size)
-        # The random initialization is overwritten below: keep it off the
-        # global RNG, so that loading a source net leaves the RNG untouched.
-        with torch.random.fork_rng(devices=[]):
-            layers = _layers(arch, n_channels, image_size, _N_SOURCE_CLASSES)
-        super().__init__(layers)
-        state_dict = _pretrained_state_dict(arch, n_channels, image_size,
-                                            cache_dir=cache_dir)
-        self.load_state_dict(state_dict)
+    _check_arch(arch)
+    n_channels = _check_int("n_channels", n_channels, 1)
+    image_size = _check_image_size(image_size)
+    # The random initialization is overwritten below: keep it off the
+    # global RNG, so that loading a source net leaves the RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        module = nn.Sequential(_layers(arch, n_channels, image_size, _N_SOURCE_CLASSES))
+    module.load_state_dict(_pretrained_state_dict(arch, n_channels, image_size,
+                                                  cache_dir=cache_dir))
+    return module
 
 
 # --------------------------------------------------------------------------
@@ -450,7 +447,7 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
     _pretrained_state_dict(arch, n_channels, image_size, cache_dir=cache_dir,
                            refit=refit, verbose=verbose)
     net = NeuralNetClassifier(
-        _SourceNet,
+        _source_module,
         module__arch=arch,
         module__n_channels=n_channels,
         module__image_size=image_size,

@@ -405,6 +405,17 @@ def test_transform_returns_input_of_last_unit(conv4, target):
     assert embedding.dtype == np.float32
 
 
+def test_pretrained_transform_embeds_with_the_pretrained_net(conv4, target):
+    tuner = fit(conv4, target, strategy="ft-all")
+    X = target["X_test"][:6]
+    m = conv4.module_
+    with torch.no_grad():
+        expected = m.fc1(m.flatten(m.conv2(m.conv1(torch.as_tensor(X)))))
+    np.testing.assert_allclose(tuner.pretrained_transform(X), expected.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(tuner.transform(X), expected.numpy())  # ft-all moved it
+
+
 def test_embedding_unit_chooses_the_cut(conv4, target):
     tuner = fit(conv4, target, strategy="ft-fc", embedding_unit="conv2")
     embedding = tuner.transform(target["X_test"][:4])

@@ -4,6 +4,7 @@ Strategies never touch ``requires_grad``, module modes or state dicts
 themselves; they go through the functions here.
 """
 
+import contextlib
 import copy
 
 import torch
@@ -11,7 +12,7 @@ from torch import fx, nn
 from torch.nn.utils import parametrize
 
 __all__ = [
-    "Selection", "select", "swap_unit", "unit_differs", "add_scale_shift",
+    "Selection", "select", "swap_unit", "unit_from", "add_scale_shift",
     "fold_scale_shift", "capture_input", "Cuts",
 ]
 
@@ -89,24 +90,39 @@ def load_state(module, state):
             tensors[name].copy_(value)
 
 
+def _donor_state(module, donor, unit):
+    """The parameters and buffers of ``unit`` in ``donor``, checked against ``module``."""
+    state = {k: v for k, v in donor.state_dict().items() if unit.owns(k)}
+    missing = sorted(k for k in module.state_dict() if unit.owns(k) and k not in state)
+    if missing:
+        raise ValueError(f"Donor network lacks {missing} of unit {unit.name!r}.")
+    return state
+
+
 def swap_unit(base, donor, unit):
     """A copy of ``base`` whose ``unit`` (parameters and buffers) comes from ``donor``.
 
     This is the proxy network of Algorithm 2, line 4.
     """
     proxy = copy.deepcopy(base)
-    donor_state = {k: v for k, v in donor.state_dict().items() if unit.owns(k)}
-    missing = [k for k in proxy.state_dict() if unit.owns(k) and k not in donor_state]
-    if missing:
-        raise ValueError(f"Donor network lacks {missing} of unit {unit.name!r}.")
-    proxy.load_state_dict(donor_state, strict=False)
+    proxy.load_state_dict(_donor_state(proxy, donor, unit), strict=False)
     return proxy
 
 
-def unit_differs(first, second, unit):
-    """Whether two nets differ inside ``unit`` (parameters or buffers)."""
-    a, b = first.state_dict(), second.state_dict()
-    return any(not torch.equal(a[k], b[k]) for k in a if unit.owns(k))
+@contextlib.contextmanager
+def unit_from(module, donor, unit):
+    """Temporarily give ``module`` the ``unit`` of ``donor`` (parameters and buffers).
+
+    Scoring many proxies in one workspace this way avoids a copy of the whole
+    network per proxy.
+    """
+    state = _donor_state(module, donor, unit)
+    saved = {k: v.clone() for k, v in module.state_dict().items() if unit.owns(k)}
+    module.load_state_dict(state, strict=False)
+    try:
+        yield module
+    finally:
+        module.load_state_dict(saved, strict=False)
 
 
 # -- ft-ss: scale and shift (Meta-Transfer Learning) ---------------------------------

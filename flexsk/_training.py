@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import torch
+from joblib import Parallel, delayed
 
 from . import _surgery
 
@@ -105,7 +106,7 @@ class FineTuning:
     """
 
     def __init__(self, pretrained, units, data, optimization, base_seed,
-                 progress=None, log=None, cache="auto", cache_bytes=2 ** 30):
+                 progress=None, log=None, cache="auto", cache_bytes=2 ** 30, n_jobs=None):
         self.pretrained = pretrained
         self.units = units
         self.by_name = {unit.name: unit for unit in units}
@@ -116,11 +117,26 @@ class FineTuning:
         self.log = log
         self.cache = cache
         self.cache_bytes = cache_bytes
-        self.cuts = (_surgery.Cuts(pretrained.eval(), units, data.X_val[:2])
-                     if cache else None)
+        self.n_jobs = n_jobs
+        self._setup()
+
+    def _setup(self):
+        self.cuts = (_surgery.Cuts(self.pretrained.eval(), self.units, self.data.X_val[:2])
+                     if self.cache else None)
         self._cached = {}  # unit name -> (train inputs, val inputs); the latest only
-        self._device_ids = ([data.X_train.device.index or 0]
-                            if data.X_train.device.type == "cuda" else [])
+        device = self.data.X_train.device
+        self._device_ids = [device.index or 0] if device.type == "cuda" else []
+
+    def __getstate__(self):
+        # Sent to joblib workers: no callbacks, no caches; cuts are rebuilt there.
+        state = self.__dict__.copy()
+        for name in ("cuts", "_cached", "progress", "log"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, progress=None, log=None)
+        self._setup()
 
     # -- activation caching ------------------------------------------------------------
 
@@ -257,6 +273,25 @@ class FineTuning:
             self.progress(_describe(key))
         return Tuned(module, best_score, epoch, best_epoch, history)
 
+    def tune_many(self, keys):
+        """:meth:`tune` each key from the pretrained weights; independent runs.
+
+        With ``n_jobs`` other than 1 they run in parallel through joblib, on
+        whatever backend is active (loky by default; dask or ray through
+        :func:`joblib.parallel_config`). Each run's seed derives from its key,
+        so results do not depend on the order or on ``n_jobs``.
+        """
+        if self.n_jobs in (None, 1):
+            return {key: self.tune(key) for key in keys}
+        runs = Parallel(n_jobs=self.n_jobs, return_as="generator")(
+            delayed(_tune)(self, key) for key in keys)
+        tuned = {}
+        for key, candidate in zip(keys, runs):
+            tuned[key] = candidate
+            if self.progress is not None:
+                self.progress(_describe(key))
+        return tuned
+
     def proxy_scores(self, donor):
         """Validation accuracy of every proxy net: pretrained, one unit from ``donor``.
 
@@ -265,14 +300,15 @@ class FineTuning:
         its suffix.
         """
         inputs = self._unit_inputs_on_val()
+        workspace = copy.deepcopy(self.pretrained)
         scores = {}
         for unit in self.units:
-            proxy = _surgery.swap_unit(self.pretrained, donor, unit)
-            if unit.name in inputs:
-                scores[unit.name] = self.score(self.cuts.suffix(proxy, unit.name),
-                                               inputs[unit.name])
-            else:
-                scores[unit.name] = self.score(proxy)
+            with _surgery.unit_from(workspace, donor, unit):
+                if unit.name in inputs:
+                    suffix = self.cuts.suffix(workspace, unit.name)
+                    scores[unit.name] = self.score(suffix, inputs[unit.name])
+                else:
+                    scores[unit.name] = self.score(workspace)
         return scores
 
     def _unit_inputs_on_val(self):
@@ -291,6 +327,10 @@ class FineTuning:
                                        self.data.X_val[idx])
                   for idx in batches(len(self.data.X_val), self.optimization.eval_batch_size)]
         return {name: torch.cat([chunk[name] for chunk in chunks]) for name in names}
+
+
+def _tune(fine_tuning, key):
+    return fine_tuning.tune(key)
 
 
 def _run(module, X, batch_size):

@@ -91,6 +91,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     activation_cache_bytes : int, default=2**30
         Memory budget of the activation cache for ``activation_cache="auto"``
         (1 GiB).
+    n_jobs : int or None, default=None
+        Number of parallel jobs for independent training runs (flex's L + 1
+        candidates), through :mod:`joblib`. None means 1 unless in a
+        :func:`joblib.parallel_config` context; -1 uses all cores. Any joblib
+        backend works, e.g. a dask cluster with
+        ``joblib.parallel_config(backend="dask")``. See Notes on threads.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, shuffling, dropout and lazy-module
         initialization.
@@ -138,7 +144,14 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     differs from the pretrained one only inside the selected unit(s).
 
     With the same ``random_state`` and the same torch thread count, fits on
-    CPU are reproducible; float rounding differs across thread counts.
+    CPU are reproducible; float rounding differs across thread counts. Every
+    training run draws its seed from ``random_state`` and its own name, so
+    ``n_jobs`` does not change which unit is selected. joblib's default
+    (loky) workers run ``cpu_count // n_jobs`` torch threads each, so that
+    processes times threads do not oversubscribe the cores; FlexTuner never
+    calls :func:`torch.set_num_threads` itself. For bit-identical results
+    across ``n_jobs``, give the parent the workers' thread count, e.g.
+    ``torch.set_num_threads(1)`` with ``n_jobs=2`` on 2 cores.
 
     Activation caching cuts the network into a frozen prefix and a trainable
     suffix with :mod:`torch.fx`, keeping units whole. A cut before a unit is
@@ -173,6 +186,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "embedding_unit": [str, None],
         "activation_cache": [StrOptions({"auto"}), "boolean"],
         "activation_cache_bytes": [Interval(Integral, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -180,8 +194,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
                  validation_fraction=0.2, max_epochs=100, patience=5, lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
-                 activation_cache="auto", activation_cache_bytes=2 ** 30, random_state=None,
-                 verbose=0):
+                 activation_cache="auto", activation_cache_bytes=2 ** 30, n_jobs=None,
+                 random_state=None, verbose=0):
         self.base_net = base_net
         self.units = units
         self.strategy = strategy
@@ -195,6 +209,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.embedding_unit = embedding_unit
         self.activation_cache = activation_cache
         self.activation_cache_bytes = activation_cache_bytes
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -267,7 +282,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                             base_seed, progress=progress,
                             log=print if self.verbose >= 2 else None,
                             cache=self.activation_cache,
-                            cache_bytes=self.activation_cache_bytes)
+                            cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
             outcome = schedule(ft, n_fc_units=self.n_fc_units)
 
         self._units = units

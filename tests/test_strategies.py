@@ -28,6 +28,9 @@ class ScriptedFineTuning:
         module.one_epoch = one_epoch
         return Tuned(module, self.tuned_scores.get(key, 0.0), 1 if one_epoch else 7, 1)
 
+    def tune_many(self, keys):
+        return {key: self.tune(key) for key in keys}
+
     def proxy_scores(self, donor):
         self.calls.append(dict(key="proxies", donor=donor))
         return {unit.name: self.proxy[unit.name] for unit in self.units}

@@ -10,8 +10,7 @@ def flex(ft, **options):
     stops improving (lines 1-4); fine-tune all units likewise (lines 5-6);
     return the candidate with the best validation accuracy (line 7).
     """
-    tuned = {unit.name: ft.tune(unit.name) for unit in ft.units}
-    tuned["all"] = ft.tune("all")
+    tuned = ft.tune_many([unit.name for unit in ft.units] + ["all"])  # independent runs
     scores = {key: candidate.val_score for key, candidate in tuned.items()}
     proxy_scores = {unit.name: scores[unit.name] for unit in ft.units}
     return Outcome(best_of(scores), tuned, proxy_scores)

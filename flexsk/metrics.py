@@ -1,0 +1,306 @@
+"""Retrieval metrics for embeddings.
+
+:func:`map_at_k` scores how well an embedding space retrieves items of the
+query's class: for every query, the gallery is ranked by distance and the top
+``k`` are compared with the query's label.
+
+The code is split like torchmetrics': :func:`_average_precision_at_k` is a
+small pure function of a relevance matrix, and :func:`_nearest_neighbors` is
+the chunked exact nearest-neighbour search that produces the ranking.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["map_at_k"]
+
+#: Bytes allowed for one block of query-to-gallery scores. The search scores
+#: ``max(1, _BLOCK_BYTES // (n_gallery * itemsize))`` queries at a time.
+_BLOCK_BYTES = 256 * 2**20
+
+_METRICS = ("euclidean", "cosine")
+_EMPTY_POLICIES = ("raise", "zero", "skip")
+
+
+def map_at_k(query_embeddings, query_labels, gallery_embeddings, gallery_labels,
+             *, k=10, metric="euclidean", empty="raise"):
+    """Mean average precision at ``k`` of retrieving a query's class from a gallery.
+
+    Every query ranks the whole gallery by distance (exact search, no
+    approximation); its AP@k rewards gallery items of its own class near the
+    top of the ranking. The result is the mean of AP@k over the queries.
+
+    Parameters
+    ----------
+    query_embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
+        Embeddings of the queries.
+    query_labels : array-like or torch.Tensor of shape (n_queries,)
+        Class of each query. Any labels that :func:`numpy.unique` can sort
+        (ints, strings, ...).
+    gallery_embeddings : array-like or torch.Tensor of shape (n_gallery, n_features)
+        Embeddings of the gallery searched for each query.
+    gallery_labels : array-like or torch.Tensor of shape (n_gallery,)
+        Class of each gallery item, comparable with ``query_labels``.
+    k : int, default=10
+        Number of top-ranked gallery items scored, at least 1. If ``k``
+        exceeds the gallery size, the whole gallery is ranked.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        Distance used for the ranking. Cosine distance is
+        ``1 - cosine similarity``; a zero vector has cosine similarity 0, so
+        cosine distance 1, to every vector.
+    empty : {"raise", "zero", "skip"}, default="raise"
+        What to do with a query whose class has no item in the gallery:
+        ``"raise"`` a ValueError naming the absent classes, score it ``"zero"``
+        (it still counts in the mean), or ``"skip"`` it (left out of the
+        mean; a ValueError is raised if every query is skipped).
+
+    Returns
+    -------
+    float
+        mAP@k, in [0, 1].
+
+    Notes
+    -----
+    For a query whose class has ``R`` items in the gallery, let ``rel_i`` be 1
+    if the ``i``-th nearest gallery item has the query's class and 0
+    otherwise, and ``P@i`` the fraction of such items among the first ``i``.
+    Then
+
+    .. math:: AP@k = \\frac{1}{\\min(k, R)} \\sum_{i=1}^{k} P@i \\cdot rel_i
+
+    so that AP@k is 1 exactly when the first ``min(k, R)`` items all have the
+    query's class. This is the ``min(k, R)`` convention of the classic AP@k
+    (e.g. the ``ml_metrics`` ``apk`` function). torchmetrics'
+    ``RetrievalMAP(top_k=k)`` divides instead by the number of relevant items
+    found in the top ``k``, which gives a larger value when fewer than
+    ``min(k, R)`` relevant items are retrieved (e.g. 1 rather than 1/2 for
+    relevances ``[1, 0]`` with ``R = 2``). When ``k`` exceeds the gallery
+    size, all gallery items are ranked and the denominator stays
+    ``min(k, R) = R``.
+
+    Ties in distance are broken by gallery index: of two gallery items at
+    the same distance, the one with the lower index ranks first. Ties are
+    exact ties in the distance as computed. The ranking is computed in
+    float64 if either embedding array is float64 and in float32 otherwise,
+    with matrix products: euclidean rankings use ``||g||^2 - 2 q.g`` (the
+    squared distance less the query's constant ``||q||^2``), cosine ones
+    ``-(q / ||q||).(g / ||g||)``. Items whose true distances are equal
+    (for instance duplicate gallery vectors) are exact ties whenever this
+    arithmetic is exact (e.g. small integer coordinates); otherwise rounding
+    can separate them by a last bit, and that rounding, not the index,
+    decides their order.
+
+    The search is exact and runs on the device of the embeddings if they are
+    torch tensors (CPU for arrays, one device for both). Queries are scored
+    in blocks whose query-by-gallery matrix takes at most 256 MiB, so memory
+    does not grow with the number of queries; the cosine metric also makes a
+    normalised copy of the gallery.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flexsk.metrics import map_at_k
+    >>> gallery = np.array([[0.0], [1.0], [2.0], [10.0]])
+    >>> gallery_labels = np.array(["cat", "dog", "cat", "dog"])
+    >>> queries = np.array([[0.4], [5.0]])
+    >>> query_labels = ["cat", "dog"]
+
+    The first query ranks the gallery ``cat, dog, cat``: relevances
+    ``[1, 0, 1]`` with R = 2, so AP@3 = (1 + 2/3) / 2 = 5/6. The second one
+    is at distance 5, 4, 3 and 5 from the gallery items: the tie between
+    items 0 and 3 goes to item 0, so it ranks ``cat, dog, cat`` and scores
+    AP@3 = (0 + 1/2 + 0) / 2 = 1/4. The mean is 13/24.
+
+    >>> round(map_at_k(queries, query_labels, gallery, gallery_labels, k=3), 6)
+    0.541667
+    >>> map_at_k(queries, query_labels, gallery, gallery_labels, k=1)
+    0.5
+    """
+    k = _check_k(k)
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}.")
+    if empty not in _EMPTY_POLICIES:
+        raise ValueError(f"empty must be one of {_EMPTY_POLICIES}, got {empty!r}.")
+    queries, gallery = _check_embeddings(query_embeddings, gallery_embeddings)
+    query_labels = _check_labels(query_labels, len(queries), "query")
+    gallery_labels = _check_labels(gallery_labels, len(gallery), "gallery")
+
+    classes, codes = np.unique(np.concatenate([query_labels, gallery_labels]),
+                               return_inverse=True)
+    query_codes, gallery_codes = codes[:len(queries)], codes[len(queries):]
+    n_relevant = np.bincount(gallery_codes, minlength=len(classes))[query_codes]
+    present = n_relevant > 0
+    if not present.all():
+        if empty == "raise":
+            absent = classes[np.unique(query_codes[~present])]
+            raise ValueError(
+                f"{len(absent)} query class(es) have no item in the gallery: "
+                f"{absent[:10].tolist()}{' ...' if len(absent) > 10 else ''}. "
+                "Pass empty='zero' or empty='skip' to score them anyway.")
+        if empty == "skip" and not present.any():
+            raise ValueError("No query class is present in the gallery: every "
+                             "query was skipped (empty='skip').")
+
+    # Queries with R = 0 score 0 whatever their neighbours: search only the others.
+    scores = np.zeros(len(queries))
+    if present.any():
+        keep = torch.from_numpy(np.flatnonzero(present)).to(queries.device)
+        ranking = _nearest_neighbors(queries[keep], gallery, k, metric).cpu().numpy()
+        relevance = gallery_codes[ranking] == query_codes[present, None]
+        scores[present] = _average_precision_at_k(relevance, n_relevant[present], k)
+    if empty == "skip":
+        scores = scores[present]
+    return float(scores.mean())
+
+
+def _average_precision_at_k(relevance, n_relevant, k):
+    """AP@k of each query from the relevance of its ranked neighbours.
+
+    Parameters
+    ----------
+    relevance : array-like of shape (n_queries, n_ranked)
+        0/1 (or bool) relevance of the ``n_ranked <= k`` nearest gallery
+        items, nearest first.
+    n_relevant : array-like of shape (n_queries,)
+        Number ``R`` of relevant gallery items of each query.
+    k : int
+        Cut-off; the denominator is ``min(k, R)`` (AP@k is 0 where R = 0).
+
+    Returns
+    -------
+    ndarray of shape (n_queries,)
+    """
+    relevance = np.asarray(relevance, dtype=float)
+    precision = np.cumsum(relevance, axis=1) / np.arange(1, relevance.shape[1] + 1)
+    denominator = np.minimum(k, np.asarray(n_relevant))
+    return (precision * relevance).sum(axis=1) / np.maximum(denominator, 1)
+
+
+def _nearest_neighbors(queries, gallery, k, metric):
+    """Indices of the ``min(k, n_gallery)`` nearest gallery items of each query.
+
+    Rows are sorted by (distance, gallery index): exact ties go to the lower
+    index. Queries are processed in blocks whose score matrix takes at most
+    ``_BLOCK_BYTES`` (or one query per block if a row alone is larger).
+    """
+    n_gallery = gallery.shape[0]
+    m = min(k, n_gallery)
+    if metric == "cosine":
+        # Rank by -(q/|q|).(g/|g|) (1 - cosine similarity, less the constant 1);
+        # negation is exact. Zero vectors stay 0: similarity 0 to everything.
+        tiny = torch.finfo(gallery.dtype).tiny
+        queries = -queries / queries.norm(dim=1, keepdim=True).clamp_min(tiny)
+        gallery = gallery / gallery.norm(dim=1, keepdim=True).clamp_min(tiny)
+        # Adding the zero offset also turns -0.0 into +0.0, which radix-based
+        # sorts (CUDA) would otherwise order before +0.0.
+        offset, alpha = gallery.new_zeros(()), 1
+    else:
+        # Rank by ||g||^2 - 2 q.g, i.e. ||q - g||^2 less the row constant ||q||^2.
+        offset, alpha = _squared_norms(gallery), -2
+    chunk = max(1, _BLOCK_BYTES // (n_gallery * gallery.element_size()))
+    out = torch.empty((queries.shape[0], m), dtype=torch.long, device=queries.device)
+    buffer = None
+    for start in range(0, queries.shape[0], chunk):
+        block = queries[start:start + chunk]
+        if buffer is None:
+            buffer = block.new_empty((len(block), n_gallery))
+        dist = torch.addmm(offset, block, gallery.T, alpha=alpha, out=buffer[:len(block)])
+        out[start:start + chunk] = _smallest_by_index(dist, m)
+    return out
+
+
+def _smallest_by_index(dist, m):
+    """Column indices of the ``m`` smallest entries of each row, by (value, index)."""
+    if m < dist.shape[1]:
+        values, index = torch.topk(dist, m + 1, dim=1, largest=False)
+        index = index[:, :m]
+        # topk picks arbitrarily among values tied with the m-th smallest. Where
+        # such a tie crosses the cut (the (m+1)-th equals the m-th), keep all
+        # values below the m-th and the lowest-index ties to make up m.
+        tied = torch.nonzero(values[:, m] == values[:, m - 1]).flatten()
+        if len(tied):
+            rows = dist[tied]
+            threshold = values[tied, m - 1:m]
+            below, at = rows < threshold, rows == threshold
+            wanted = m - below.sum(dim=1, keepdim=True)
+            keep = below | (at & (at.cumsum(dim=1, dtype=torch.int32) <= wanted))
+            index[tied] = torch.nonzero(keep)[:, 1].view(-1, m)
+    else:
+        index = torch.arange(dist.shape[1], device=dist.device).expand(dist.shape[0], -1)
+    # Sort by index, then stably by value: equal values stay in index order.
+    index = index.sort(dim=1).values
+    order = dist.gather(1, index).sort(dim=1, stable=True).indices
+    return index.gather(1, order)
+
+
+def _squared_norms(x):
+    """Squared norms of the rows of ``x``, without a temporary the size of ``x``."""
+    return torch.einsum("ij,ij->i", x, x)
+
+
+def _check_k(k):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k must be an int, got {k!r} of type {type(k).__name__}.")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    return int(k)
+
+
+def _check_labels(labels, n_samples, name):
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"{name}_labels must be 1D, got shape {labels.shape}.")
+    if len(labels) != n_samples:
+        raise ValueError(f"{name}_labels has {len(labels)} labels but {name}_embeddings "
+                         f"has {n_samples} rows.")
+    return labels
+
+
+def _to_tensor(x, name):
+    """``x`` as a 2D real tensor (arrays go to the CPU, tensors keep their device)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype == torch.bool or x.is_complex():
+            raise ValueError(f"{name} must be real numbers, got dtype {x.dtype}.")
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind not in "iuf":
+            raise ValueError(f"{name} must be real numbers, got dtype {x.dtype}.")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2D (n_samples, n_features), got shape "
+                         f"{tuple(x.shape)}.")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}.")
+    return x
+
+
+def _check_embeddings(query_embeddings, gallery_embeddings):
+    """Both embeddings as tensors of one floating dtype on one device."""
+    devices = {x.device for x in (query_embeddings, gallery_embeddings)
+               if isinstance(x, torch.Tensor)}
+    if len(devices) > 1:
+        raise ValueError(f"query and gallery embeddings are on different devices: "
+                         f"{sorted(map(str, devices))}.")
+    device = devices.pop() if devices else torch.device("cpu")
+    queries = _to_tensor(query_embeddings, "query_embeddings")
+    gallery = _to_tensor(gallery_embeddings, "gallery_embeddings")
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"query_embeddings have {queries.shape[1]} features but "
+                         f"gallery_embeddings have {gallery.shape[1]}.")
+    dtype = torch.float64 if torch.float64 in (queries.dtype, gallery.dtype) else torch.float32
+    checked = []
+    for x, name in [(queries, "query_embeddings"), (gallery, "gallery_embeddings")]:
+        x = x.to(device=device, dtype=dtype)
+        squared_norms = _squared_norms(x)
+        if not torch.isfinite(x[~torch.isfinite(squared_norms)]).all():
+            raise ValueError(f"{name} contain NaN or infinity.")
+        # Bound the squared norms so that neither they nor ||g||^2 - 2 q.g overflow.
+        if not (squared_norms < torch.finfo(dtype).max / 4).all():
+            raise ValueError(f"{name} are too large: their squared norms overflow {dtype}.")
+        checked.append(x)
+    return checked

@@ -161,6 +161,15 @@ class FineTuning:
             return None
         return first
 
+    def _same_prefix(self, module, unit_name):
+        """Whether ``module`` has the pretrained weights in every unit before ``unit_name``."""
+        position = [u.name for u in self.units].index(unit_name)
+        ours, theirs = self.pretrained.state_dict(), module.state_dict()
+        if ours.keys() != theirs.keys():
+            return False
+        before = [k for k in ours if not any(u.owns(k) for u in self.units[position:])]
+        return all(torch.equal(ours[k], theirs[k]) for k in before)
+
     def cached_inputs(self, unit_name):
         """The pretrained prefix's outputs (the unit's inputs) on train and val data."""
         if unit_name not in self._cached:
@@ -229,8 +238,9 @@ class FineTuning:
         optimizer = opt.optimizer(params, lr=opt.lr, **opt.optimizer_kwargs)
         seed = seed_for(self.base_seed, key)
         generator = torch.Generator().manual_seed(seed)
-        # Starting from other weights than the pretrained ones changes the prefix.
-        cut = self.cache_unit(selection) if start is None else None
+        cut = self.cache_unit(selection)
+        if cut is not None and start is not None and not self._same_prefix(start, cut):
+            cut = None  # other weights before the cut: the cached prefix does not apply
         if cut is None:
             forward, X_train, X_val = module, data.X_train, data.X_val
         else:

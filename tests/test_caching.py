@@ -143,3 +143,33 @@ def test_fallback_and_partial_cuts_match_uncached(target, make_module, strategy)
     a = fit(net(), target, strategy=strategy, activation_cache=True)
     b = fit(net(), target, strategy=strategy, activation_cache=False)
     assert_same_fit(a, b, target["X_test"])
+
+
+def test_continuing_from_tuned_weights_caches_only_when_the_prefix_is_pretrained(conv7, target,
+                                                                                monkeypatch):
+    used = []
+    original = FineTuning.cached_inputs
+    monkeypatch.setattr(FineTuning, "cached_inputs",
+                        lambda self, name: used.append(name) or original(self, name))
+    seen = {}
+    init = FineTuning.__init__
+
+    def spy(self, *a, **k):
+        init(self, *a, **k)
+        seen["ft"] = self
+
+    monkeypatch.setattr(FineTuning, "__init__", spy)
+    fit(conv7, target, strategy="ft-fc", max_epochs=1)
+    ft = seen["ft"]
+    first = ft.tune("conv3", max_epochs=1, patience=None)
+    used.clear()
+    # continuing conv3's own training: its prefix is still pretrained, so cached
+    again = ft.tune("conv3", start=first.module, max_epochs=1, patience=None)
+    assert used == ["conv3"]
+    used.clear()
+    # a start whose conv2 moved: the cached conv3 inputs would be wrong
+    moved = ft.tune("conv2", max_epochs=1, patience=None).module
+    assert used == ["conv2"]
+    ft.tune("conv3", start=moved, max_epochs=1, patience=None)
+    assert used == ["conv2"]  # conv3 ran uncached
+    assert again.n_epochs == 1

@@ -6,6 +6,7 @@ themselves; they go through the functions here.
 
 import contextlib
 import copy
+import hashlib
 
 import torch
 from torch import fx, nn
@@ -13,7 +14,7 @@ from torch.nn.utils import parametrize
 
 __all__ = [
     "Selection", "select", "swap_unit", "unit_from", "add_scale_shift",
-    "fold_scale_shift", "capture_input", "Cuts",
+    "fold_scale_shift", "capture_input", "Cuts", "fingerprint",
 ]
 
 
@@ -326,3 +327,13 @@ def unit_inputs(module, units, X):
         for handle in handles:
             handle.remove()
     return captured
+
+
+def fingerprint(module):
+    """A hash of every parameter and buffer of ``module`` (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        digest.update(f"{key}{tuple(value.shape)}{value.dtype}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()

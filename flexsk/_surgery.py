@@ -259,9 +259,11 @@ class Cuts:
             graph = _UnitTracer(leaves).trace(module)
         except Exception:  # untraceable (control flow on data, ...): no cuts
             return
+        with torch.no_grad():
+            expected = module(probe)
         for unit in units:
             split = _split_before(graph, unit.modules[0])
-            if split is not None and self._check(module, split, probe):
+            if split is not None and self._check(module, split, probe, expected):
                 self._graphs[unit.name] = split
 
     def __contains__(self, unit_name):
@@ -276,10 +278,9 @@ class Cuts:
         return fx.GraphModule(module, self._graphs[unit_name][1])
 
     @staticmethod
-    def _check(module, split, probe):
+    def _check(module, split, probe, expected):
         try:
             with torch.no_grad():
-                expected = module(probe)
                 inputs = fx.GraphModule(module, split[0])(probe)
                 found = fx.GraphModule(module, split[1])(inputs)
             return torch.allclose(found, expected, rtol=1e-5, atol=1e-6)

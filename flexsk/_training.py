@@ -7,6 +7,7 @@ Every strategy is a schedule of two operations (see ``flexsk/strategies``):
 * :meth:`FineTuning.score`: validation accuracy of some weights.
 """
 
+import contextlib
 import copy
 import zlib
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Optimization:
     get_loss: object  # callable(gathered outputs, y) -> loss
     probabilities: bool  # whether the net outputs probabilities (NLLLoss)
     eval_batch_size: int = 1024
+    autocast_dtype: object = None  # e.g. torch.bfloat16: mixed precision forward passes
 
 
 @dataclass
@@ -121,16 +123,22 @@ class FineTuning:
         self._setup()
 
     def _setup(self):
-        self.cuts = (_surgery.Cuts(self.pretrained.eval(), self.units, self.data.X_val[:2])
-                     if self.cache else None)
+        self._cuts = None  # built on first use: ft-all and ft-ss never cut
         self._cached = {}  # unit name -> (train inputs, val inputs); the latest only
         device = self.data.X_train.device
         self._device_ids = [device.index or 0] if device.type == "cuda" else []
 
+    @property
+    def cuts(self):
+        """Where the pretrained net can be cut (:class:`~flexsk._surgery.Cuts`), or None."""
+        if self._cuts is None and self.cache:
+            self._cuts = _surgery.Cuts(self.pretrained.eval(), self.units, self.data.X_val[:2])
+        return self._cuts
+
     def __getstate__(self):
         # Sent to joblib workers: no callbacks, no caches; cuts are rebuilt there.
         state = self.__dict__.copy()
-        for name in ("cuts", "_cached", "progress", "log"):
+        for name in ("_cuts", "_cached", "progress", "log"):
             state.pop(name)
         return state
 
@@ -140,10 +148,17 @@ class FineTuning:
 
     # -- activation caching ------------------------------------------------------------
 
+    def autocast(self):
+        """Mixed precision for forward passes, when asked for."""
+        dtype = self.optimization.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.data.X_train.device.type, dtype=dtype)
+
     def _fits_budget(self, unit_name, n_samples):
         if self.cache is True:
             return True
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             sample = self.cuts.prefix(self.pretrained, unit_name)(self.data.X_val[:1])
         return sample.element_size() * sample.numel() * n_samples <= self.cache_bytes
 
@@ -153,7 +168,7 @@ class FineTuning:
         Units before the earliest tuned unit are frozen and in eval mode, so
         their outputs are the same every epoch: computed once, reused.
         """
-        if self.cuts is None or selection.units is None or selection.extra is not None:
+        if selection.units is None or selection.extra is not None or self.cuts is None:
             return None
         first = min(selection.units, key=self.units.index).name
         n_samples = len(self.data.X_train) + len(self.data.X_val)
@@ -170,13 +185,46 @@ class FineTuning:
         before = [k for k in ours if not any(u.owns(k) for u in self.units[position:])]
         return all(torch.equal(ours[k], theirs[k]) for k in before)
 
+    def _inputs_of_units(self, names, X):
+        """Inputs of several units' first modules, from one pretrained pass over X."""
+        units = [self.by_name[name] for name in names]
+        with self.autocast():
+            chunks = [_surgery.unit_inputs(self.pretrained, units, X[idx])
+                      for idx in batches(len(X), self.optimization.eval_batch_size)]
+        return {name: torch.cat([chunk[name] for chunk in chunks]) for name in names}
+
+    def _fit_together(self, names, n_samples):
+        """Whether the inputs of all ``names`` on ``n_samples`` fit the cache budget."""
+        if self.cache is True:
+            return True
+        sample = self._inputs_of_units(names, self.data.X_val[:1])
+        per_sample = sum(t.element_size() * t.numel() for t in sample.values())
+        return per_sample * n_samples <= self.cache_bytes
+
+    def prefetch(self, keys):
+        """Cache the prefixes of several runs in one pretrained pass, budget allowing.
+
+        Flex cuts before every unit: one pass that records every unit's input
+        replaces one prefix pass per unit.
+        """
+        names = list(dict.fromkeys(
+            name for name in (self.cache_unit(self.selection(k)) for k in keys)
+            if name is not None))
+        data = self.data
+        if len(names) < 2 or not self._fit_together(names, len(data.X_train) + len(data.X_val)):
+            return
+        train = self._inputs_of_units(names, data.X_train)
+        val = self._inputs_of_units(names, data.X_val)
+        self._cached = {name: (train[name], val[name]) for name in names}
+
     def cached_inputs(self, unit_name):
         """The pretrained prefix's outputs (the unit's inputs) on train and val data."""
         if unit_name not in self._cached:
             prefix = self.cuts.prefix(self.pretrained, unit_name).eval()
-            self._cached = {unit_name: tuple(
-                _run(prefix, X, self.optimization.eval_batch_size)
-                for X in (self.data.X_train, self.data.X_val))}
+            with self.autocast():
+                self._cached = {unit_name: tuple(
+                    _run(prefix, X, self.optimization.eval_batch_size)
+                    for X in (self.data.X_train, self.data.X_val))}
         return self._cached[unit_name]
 
     # -- selections ----------------------------------------------------------------
@@ -200,7 +248,7 @@ class FineTuning:
         y = data.y_val if y is None else y
         module.eval()
         correct = 0
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             for idx in batches(len(X), opt.eval_batch_size):
                 outputs = gather(module(X[idx]), data.classes, opt.probabilities)
                 correct += (outputs.argmax(1) == y[idx]).sum().item()
@@ -258,8 +306,10 @@ class FineTuning:
                 order = torch.randperm(len(X_train), generator=generator).to(X_train.device)
                 for idx in batches(len(order), opt.batch_size, order):
                     optimizer.zero_grad(set_to_none=True)
-                    outputs = gather(forward(X_train[idx]), data.classes, opt.probabilities)
-                    loss = opt.get_loss(outputs, data.y_train[idx])
+                    with self.autocast():
+                        outputs = gather(forward(X_train[idx]), data.classes,
+                                         opt.probabilities)
+                        loss = opt.get_loss(outputs, data.y_train[idx])
                     loss.backward()
                     optimizer.step()
                 val_score = self.score(forward, X_val)
@@ -292,6 +342,7 @@ class FineTuning:
         so results do not depend on the order or on ``n_jobs``.
         """
         if self.n_jobs in (None, 1):
+            self.prefetch(keys)
             return {key: self.tune(key) for key in keys}
         runs = Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_tune)(self, key) for key in keys)
@@ -326,17 +377,9 @@ class FineTuning:
         if self.cuts is None:
             return {}
         names = [u.name for u in self.units if u.name in self.cuts]
-        if self.cache != True and names:  # noqa: E712 (True, not truthy "auto")
-            with torch.no_grad():
-                sizes = _surgery.unit_inputs(self.pretrained, [self.by_name[n] for n in names],
-                                             self.data.X_val[:1])
-            per_sample = sum(t.element_size() * t.numel() for t in sizes.values())
-            if per_sample * len(self.data.X_val) > self.cache_bytes:
-                return {}
-        chunks = [_surgery.unit_inputs(self.pretrained, [self.by_name[n] for n in names],
-                                       self.data.X_val[idx])
-                  for idx in batches(len(self.data.X_val), self.optimization.eval_batch_size)]
-        return {name: torch.cat([chunk[name] for chunk in chunks]) for name in names}
+        if not names or not self._fit_together(names, len(self.data.X_val)):
+            return {}
+        return self._inputs_of_units(names, self.data.X_val)
 
 
 def _tune(fine_tuning, key):

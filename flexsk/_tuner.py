@@ -1,5 +1,6 @@
 """FlexTuner: the estimator. Parameters, validation, fit orchestration, prediction."""
 
+import contextlib
 import copy
 import time
 from numbers import Integral, Real
@@ -10,16 +11,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (check_consistent_length, check_is_fitted,
+                                      column_or_1d, validate_data)
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from . import _surgery
+from . import _surgery, adapters
 from ._training import FineTuning, Optimization, TargetData, batches, gather, seed_for
 from .strategies import STRATEGIES
 from .units import resolve_units
 
 __all__ = ["FlexTuner"]
+
+_AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -47,19 +51,73 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``{"features": ["conv1", "conv2"], "head": ["fc1", "fc2"]}``. Units
         are ordered as the forward pass runs them. Modules without
         parameters belong to no unit. ``"all"`` and ``"ss"`` are reserved.
-    strategy : {"fast", "flex", "faster", "ft-all", "ft-fc", "ft-ss"}, default="fast"
+    strategy : {"fast", "flex", "faster", "rgn", "halving", "ft-all", "ft-fc", \
+"ft-ss"}, default="fast"
         ``"flex"`` (Algorithm 1) tunes every unit on its own and all units
         together, and keeps the best on validation. ``"fast"`` (Algorithm 2)
         tunes all units, scores proxy nets (the pretrained net with one unit
         from ft-all), tunes the best proxy's unit from the pretrained weights,
         and keeps it unless ft-all validates strictly better. ``"faster"``
         (Algorithm 3) does the same with a single epoch of ft-all and always
-        returns the tuned unit. Baselines: ``"ft-all"`` (every parameter),
+        returns the tuned unit. Beyond the paper: ``"rgn"`` ranks units by
+        their relative gradient norm ``||grad|| / ||weights||`` at the
+        pretrained weights on a few training minibatches (Auto-RGN of
+        surgical fine-tuning, Lee et al., ICLR 2023; no training, at most one
+        epoch of ft-all's passes) and tunes the top unit. ``"halving"`` runs
+        successive halving over flex's L + 1 candidates (see
+        ``halving_factor``). Baselines: ``"ft-all"`` (every parameter),
         ``"ft-fc"`` (the last ``n_fc_units`` units) and ``"ft-ss"`` (scale
         and shift, trained with the last unit).
     n_fc_units : int, default=1
         Number of last units that ``"ft-fc"`` tunes: the paper's ft-fc (1)
         and ft-fc (2).
+    max_units : int, default=1
+        Most units the returned model tunes, for the strategies that end on
+        a single unit (flex, fast, faster, rgn, halving). Above 1, once the
+        strategy has found its unit, every other unit is tried alongside it,
+        each pair trained from the pretrained weights (L - 1 more trainings,
+        parallel under ``n_jobs``); the best pair (the earliest added unit on
+        ties) is kept if its validation accuracy beats the single unit's by
+        more than ``pair_margin``, and the step repeats up to ``max_units``
+        units. Nothing is tried when ``"all"`` wins. The baselines (ft-all,
+        ft-fc, ft-ss) tune a fixed selection: ``max_units > 1`` with them
+        raises a ValueError.
+    pair_margin : float, default=0.01
+        The validation accuracy a larger selection must gain, strictly, over
+        the current one to be kept with ``max_units > 1`` (0.01: one point of
+        accuracy, 2 images of a 200-image validation set).
+    halving_factor : float, default=2
+        ``"halving"``: each rung keeps the best ``ceil(n / halving_factor)``
+        of its ``n`` candidates (at least one fewer) and multiplies their
+        epochs by ``halving_factor``, as ``factor`` in
+        :class:`sklearn.model_selection.HalvingGridSearchCV`.
+    halving_min_epochs : int, default=2
+        ``"halving"``: epochs of the first rung, in which all L + 1
+        candidates train (``min_resources`` of HalvingGridSearchCV). Rung
+        ``i`` trains its candidates up to ``halving_min_epochs *
+        halving_factor ** i`` epochs in total (at most ``max_epochs``), from
+        their best weights so far, with early stopping off; the last
+        candidate left trains on with early stopping for the rest of
+        ``max_epochs``. Ties go to the earliest unit; a unit beats ``"all"``.
+        Cost: with ``n = L + 1``, ``f = halving_factor`` and ``r0 =
+        halving_min_epochs``, rung 0 costs ``n * r0`` candidate-epochs and
+        each of the about ``log_f(n) - 1`` later rungs about ``n * r0 * (f -
+        1) / f``, plus the last candidate's early-stopped run; flex costs
+        ``n`` early-stopped runs. Halving trains one candidate at a time.
+    pixel_adapter : {None, "color", "spatial", "unet", "auto"}, default=None
+        Add pixel-level adapter units before the pretrained net (the paper's
+        Section 5.4; see :mod:`flexsk.adapters`), each the identity until
+        trained: ``"color"``, a 1x1 convolution (colour-space shifts);
+        ``"spatial"``, a spatial transformer (geometric shifts); ``"unet"``,
+        a small residual U-Net (blur, noise); ``"auto"``, all three in that
+        order, each its own unit. Adapter units are named
+        ``"adapter_color"``, ``"adapter_spatial"``, ``"adapter_unet"`` and
+        come first in ``units_``; they take part in every strategy like any
+        unit, and ``"all"`` (ft-all, and the ft-all that fast and faster
+        take their proxies from) trains them too, so the paper's ft-all
+        baseline is the one with ``pixel_adapter=None``. Needs image inputs
+        ``(n_samples, C, H, W)`` with ``H, W >= 8``. ``net_`` holds the
+        adapted network (:class:`flexsk.adapters.AdaptedNet`).
     validation_fraction : float, default=0.2
         Fraction of each class held out for validation when ``fit`` gets no
         ``X_val``. Needs at least 2 samples per class.
@@ -91,6 +149,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     activation_cache_bytes : int, default=2**30
         Memory budget of the activation cache for ``activation_cache="auto"``
         (1 GiB).
+    precision : {"float32", "bfloat16"}, default="float32"
+        ``"bfloat16"`` runs forward passes (training, validation, prediction)
+        under :func:`torch.autocast` with bfloat16: faster on recent GPUs,
+        slower on most CPUs. Weights and optimizer state stay float32.
+    channels_last : bool, default=False
+        Keep image tensors and the network in the channels-last memory
+        format, which is faster for convolutions on recent GPUs.
     n_jobs : int or None, default=None
         Number of parallel jobs for independent training runs (flex's L + 1
         candidates), through :mod:`joblib`. None means 1 unless in a
@@ -106,14 +171,17 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     units_ : list of str
-        Unit names in forward order.
+        Unit names in forward order, pixel adapters first.
     selected_unit_ : str or tuple of str
-        The returned model: a unit name, a tuple of unit names (ft-fc with
-        several units), ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
+        The returned model: a unit name, a tuple of unit names in forward
+        order (ft-fc with several units, or a combination kept with
+        ``max_units > 1``), ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
     proxy_scores_ : dict
         Unit name -> selection score, for every unit in forward order: the
-        proxy net's validation accuracy (fast, faster) or the tuned
-        candidate's (flex). Empty for baselines.
+        proxy net's validation accuracy (fast, faster), the tuned
+        candidate's (flex), the relative gradient norm (rgn), or the
+        validation accuracy after the last rung the unit trained in
+        (halving). Empty for baselines.
     validation_scores_ : dict
         Validation accuracy of every model that could have been returned,
         keyed like ``selected_unit_``. Faster's single epoch of ft-all is
@@ -177,6 +245,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "units": [StrOptions({"auto"}), list, tuple, dict],
         "strategy": [StrOptions(set(STRATEGIES))],
         "n_fc_units": [Interval(Integral, 1, None, closed="left")],
+        "max_units": [Interval(Integral, 1, None, closed="left")],
+        "pair_margin": [Interval(Real, 0, 1, closed="both")],
+        "halving_factor": [Interval(Real, 1, None, closed="neither")],
+        "halving_min_epochs": [Interval(Integral, 1, None, closed="left")],
+        "pixel_adapter": [StrOptions({"color", "spatial", "unet", "auto"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
@@ -186,20 +259,30 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "embedding_unit": [str, None],
         "activation_cache": [StrOptions({"auto"}), "boolean"],
         "activation_cache_bytes": [Interval(Integral, 0, None, closed="left")],
+        "precision": [StrOptions({"float32", "bfloat16"})],
+        "channels_last": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
     def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
+                 max_units=1, pair_margin=0.01, halving_factor=2, halving_min_epochs=2,
+                 pixel_adapter=None,
                  validation_fraction=0.2, max_epochs=100, patience=5, lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
-                 activation_cache="auto", activation_cache_bytes=2 ** 30, n_jobs=None,
-                 random_state=None, verbose=0):
+                 activation_cache="auto", activation_cache_bytes=2 ** 30,
+                 precision="float32", channels_last=False, n_jobs=None, random_state=None,
+                 verbose=0):
         self.base_net = base_net
         self.units = units
         self.strategy = strategy
         self.n_fc_units = n_fc_units
+        self.max_units = max_units
+        self.pair_margin = pair_margin
+        self.halving_factor = halving_factor
+        self.halving_min_epochs = halving_min_epochs
+        self.pixel_adapter = pixel_adapter
         self.validation_fraction = validation_fraction
         self.max_epochs = max_epochs
         self.patience = patience
@@ -209,6 +292,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.embedding_unit = embedding_unit
         self.activation_cache = activation_cache
         self.activation_cache_bytes = activation_cache_bytes
+        self.precision = precision
+        self.channels_last = channels_last
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -258,6 +343,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         device = _device_of(self.base_net)
         pretrained = _pretrained_module(self.base_net).to(device)
+        if self.channels_last:
+            pretrained = pretrained.to(memory_format=torch.channels_last)
         n_outputs = self._probe(pretrained, X, device, base_seed)
         self.classes_ = _check_labels(np.unique(y), n_outputs, "y")
 
@@ -270,20 +357,28 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             X_val, y_val = self._validate_validation_data(X_val, y_val)
 
         net = _net_like(self.base_net, pretrained)
-        units = resolve_units(pretrained, self.units, _to_tensor(X[:2], device))
+        units = resolve_units(pretrained, self.units, self._tensor(X[:2], device))
+        if self.pixel_adapter is not None:
+            pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
+                                                X.shape[1:], seed_for(base_seed, "adapters"))
         self._check_unit_options(units)
         data = TargetData(
-            X_train=_to_tensor(X_train, device), y_train=self._encode(y_train, device),
-            X_val=_to_tensor(X_val, device), y_val=self._encode(y_val, device),
+            X_train=self._tensor(X_train, device), y_train=self._encode(y_train, device),
+            X_val=self._tensor(X_val, device), y_val=self._encode(y_val, device),
             classes=torch.as_tensor(self.classes_, dtype=torch.long, device=device))
         schedule = STRATEGIES[self.strategy]
-        with _progress(self.verbose, schedule, len(units), self.strategy) as progress:
+        options = dict(n_fc_units=self.n_fc_units, halving_factor=self.halving_factor,
+                       halving_min_epochs=self.halving_min_epochs)
+        if getattr(schedule, "single_unit", False):
+            options.update(max_units=self.max_units, pair_margin=self.pair_margin)
+        with _progress(self.verbose, schedule, len(units), self.strategy,
+                       options) as progress:
             ft = FineTuning(pretrained, units, data, self._optimization(net, len(X_train)),
                             base_seed, progress=progress,
                             log=print if self.verbose >= 2 else None,
                             cache=self.activation_cache,
                             cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
-            outcome = schedule(ft, n_fc_units=self.n_fc_units)
+            outcome = schedule(ft, **options)
 
         self._units = units
         self._pretrained = pretrained
@@ -309,7 +404,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
             max_epochs=self.max_epochs, patience=self.patience,
             get_loss=lambda outputs, y: net.get_loss(outputs, y, training=True),
-            probabilities=_outputs_probabilities(net))
+            probabilities=_outputs_probabilities(net),
+            autocast_dtype=_AUTOCAST_DTYPES[self.precision])
 
     def _check_unit_options(self, units):
         names = [unit.name for unit in units]
@@ -319,18 +415,33 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.strategy == "ft-fc" and self.n_fc_units > len(units):
             raise ValueError(f"n_fc_units={self.n_fc_units} exceeds the {len(units)} units "
                              f"{names}.")
+        if self.max_units > 1 and not getattr(STRATEGIES[self.strategy], "single_unit", False):
+            single = sorted(k for k, s in STRATEGIES.items() if getattr(s, "single_unit", False))
+            raise ValueError(
+                f"max_units={self.max_units} grows the single unit that a selection strategy "
+                f"picks ({', '.join(single)}); strategy={self.strategy!r} tunes a fixed "
+                f"selection. Use max_units=1 with it.")
 
     # -- input validation -------------------------------------------------------------------
 
     def _validate_training_data(self, X, y):
-        X = _as_numpy(X)
         y = _as_numpy(y) if y is not None else y
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32,
-                             ensure_min_samples=1)
+        if torch.is_tensor(X):  # stays on its device: no round trip through numpy
+            X = _check_tensor(X, "X")
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                                 f"target y is None.")
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+            self.n_features_in_ = X.shape[1]
+        else:
+            X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32,
+                                 ensure_min_samples=1)
+            X = np.ascontiguousarray(X)
         check_classification_targets(y)
         y = _integer_labels(y, "y")
-        self._input_shape = X.shape[1:]
-        return np.ascontiguousarray(X), y
+        self._input_shape = tuple(X.shape[1:])
+        return X, y
 
     def _validate_validation_data(self, X_val, y_val):
         X_val = self._validate_X(X_val, name="X_val")
@@ -345,14 +456,20 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         return X_val, y_val
 
     def _validate_X(self, X, name="X"):
-        X = _as_numpy(X)
-        shape = getattr(X, "shape", ())
+        shape = tuple(getattr(X, "shape", ()))
         expected = self._input_shape
         if len(shape) >= 2 and (len(shape) != len(expected) + 1 or
-                                (len(expected) > 1 and tuple(shape[1:]) != expected)):
+                                (len(expected) > 1 and shape[1:] != expected)):
             raise ValueError(
-                f"{name} has shape {tuple(shape)}, but {type(self).__name__} was fitted on "
+                f"{name} has shape {shape}, but {type(self).__name__} was fitted on "
                 f"inputs of shape (n_samples, {', '.join(map(str, expected))}).")
+        if torch.is_tensor(X):
+            X = _check_tensor(X, name)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"{name} has {X.shape[1]} features, but "
+                                 f"{type(self).__name__} is expecting {self.n_features_in_} "
+                                 f"features as input.")
+            return X
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         return np.ascontiguousarray(X)
 
@@ -362,7 +479,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _probe(self, module, X, device, base_seed):
         """Materialize lazy modules and check the net takes X; return its output size."""
-        probe = _to_tensor(X[:2], device)
+        probe = self._tensor(X[:2], device)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed_for(base_seed, "materialize"))
             module.eval()
@@ -388,11 +505,21 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         X = self._validate_X(X)
         module.eval()
         results = []
-        with torch.no_grad():
+        dtype = _AUTOCAST_DTYPES[self.precision]
+        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
+                    else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
             for idx in batches(len(X), 1024):
-                batch = _to_tensor(X[idx], device)
+                batch = self._tensor(X[idx], device)
                 results.append((fn or module)(batch).float().cpu())
         return torch.cat(results).numpy()
+
+    def _tensor(self, X, device):
+        """X as a tensor on ``device``, channels-last for images if asked for."""
+        tensor = torch.as_tensor(X, device=device)
+        if self.channels_last and tensor.dim() == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
 
     def _proba(self, module, X):
         device = _device_of(self.net_)
@@ -401,7 +528,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         probabilities = _outputs_probabilities(self.net_)
 
         def proba(batch):
-            p = nonlinearity(gather(module(batch), classes, probabilities))
+            p = nonlinearity(gather(module(batch).float(), classes, probabilities))
             return p / p.sum(dim=1, keepdim=True)
 
         return self._outputs(module, X, proba)
@@ -503,8 +630,23 @@ def _as_numpy(X):
     return X
 
 
-def _to_tensor(X, device):
-    return torch.as_tensor(X, device=device)
+def _check_tensor(X, name):
+    """Validate a torch tensor input where it lives: float32, at least 2D, finite."""
+    if X.is_complex() or not (X.is_floating_point() or X.dtype in _INTEGER_DTYPES):
+        raise ValueError(f"{name} must hold real numbers, got a tensor of dtype {X.dtype}.")
+    if X.dim() < 2:
+        raise ValueError(f"Expected {name} with at least 2 dimensions (n_samples, ...), got "
+                         f"a {X.dim()}D tensor.")
+    if len(X) == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
+                         f"minimum of 1 is required.")
+    X = X.detach().to(torch.float32)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X.contiguous()
+
+
+_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _device_of(net):
@@ -596,12 +738,12 @@ def _stratified_split(y, fraction, rng):
 class _progress:
     """A tqdm bar over the training runs of one fit (verbose >= 1)."""
 
-    def __init__(self, verbose, schedule, n_units, strategy):
+    def __init__(self, verbose, schedule, n_units, strategy, options):
         self.bar = None
         if verbose >= 1:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=schedule.n_runs(n_units), desc=f"FlexTuner({strategy})",
+            self.bar = tqdm(total=schedule.n_runs(n_units, **options), desc=f"FlexTuner({strategy})",
                             unit="run")
 
     def __enter__(self):

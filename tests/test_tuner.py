@@ -441,6 +441,27 @@ def test_inputs_as_tensor_noncontiguous_and_int(conv4, target):
     assert tuner.predict_proba((X * 10).astype(np.int64)).shape == expected.shape
 
 
+def test_tensor_inputs_are_validated_where_they_live(conv4, target):
+    X = torch.as_tensor(target["X"])
+    tuner = FlexTuner(conv4, strategy="ft-fc", **{**FAST, "max_epochs": 1}).fit(
+        X, target["y"], X_val=torch.as_tensor(target["X_val"]), y_val=target["y_val"])
+    reference = fit(conv4, target, strategy="ft-fc", max_epochs=1)
+    np.testing.assert_array_equal(tuner.predict_proba(target["X_test"]),
+                                  reference.predict_proba(target["X_test"]))
+    bad = X.clone()
+    bad[3, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        FlexTuner(conv4, **FAST).fit(bad, target["y"])
+    with pytest.raises(ValueError, match="0 sample"):
+        tuner.predict(X[:0])
+    with pytest.raises(ValueError, match=r"\(n_samples, 1, 8, 8\)"):
+        tuner.predict(X[:, :, :4])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        FlexTuner(conv4, **FAST).fit(X, target["y"][:-1])
+    with pytest.raises(ValueError, match="real numbers"):
+        tuner.predict(X.to(torch.complex64))
+
+
 @pytest.mark.parametrize("corrupt, message", [
     (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), "NaN"),
     (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), "infinity"),

@@ -1,4 +1,4 @@
-"""The ``flexsk`` command line: ``flexsk demo`` (the main job)."""
+"""The ``flexsk`` command line: ``flexsk demo`` (the main job) and ``flexsk bench``."""
 
 import argparse
 import sys
@@ -93,6 +93,13 @@ def build_parser():
     p.add_argument("--random-state", type=int, default=0, help="default: 0")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
+
+    from . import bench
+
+    p = commands.add_parser("bench", help="run the paper's benchmark grid (resumable) and "
+                            "write its tables and figures")
+    bench.configure_parser(p)
+    p.set_defaults(func=bench.main)
     return parser
 
 

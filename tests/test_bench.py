@@ -1,0 +1,345 @@
+"""flexsk bench: the results file (columns, resume, interruption, config) and the tables."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import flexsk
+from flexsk import bench
+from flexsk.bench import (COLUMNS, BenchConfigError, bold_cells, make_config, mean_accuracies,
+                          picks_markdown, read_results, retrieval_markdown, run_bench,
+                          selection_markdown, summary_line, table3_markdown,
+                          versus_baselines_markdown, win_counts, win_counts_markdown)
+from flexsk.cli import main
+from flexsk.datasets import load_digits_source, make_digits_shift
+
+from conftest import IMAGE_SIZE
+
+TINY = dict(nets=["conv4"], shifts=["noise"], ratios=[2], repeats=2,
+            strategies=["flex", "faster"], max_epochs=2, patience=1, image_size=IMAGE_SIZE)
+TINY_ARGS = ["bench", "--nets", "conv4", "--shifts", "noise", "--ratios", "2", "--repeats",
+             "2", "--strategies", "flex,faster", "--max-epochs", "2", "--patience", "1",
+             "--image-size", str(IMAGE_SIZE), "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _zoo_cache(cache_dir, monkeypatch):
+    # The bench loads zoo nets from the default cache: use the session's.
+    monkeypatch.setenv("FLEXSK_CACHE_DIR", str(cache_dir))
+
+
+def _raw_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, cache_dir):
+    """The tiny grid run once through the CLI (4 runs, reports written)."""
+    output = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLEXSK_CACHE_DIR", str(cache_dir))
+        assert main(TINY_ARGS + ["--output", str(output)]) == 0
+    return output
+
+
+def test_tiny_run_writes_documented_columns(tiny_run):
+    header, raw = _raw_rows(tiny_run / "results.csv")
+    assert header == COLUMNS
+    assert [(r["repeat"], r["strategy"]) for r in raw] == [
+        ("0", "flex"), ("0", "faster"), ("1", "flex"), ("1", "faster")]
+    assert json.loads((tiny_run / "config.json").read_text()) == make_config(**TINY)
+
+    rows = read_results(tiny_run)
+    X_test, y_test = make_digits_shift("noise", split="test", image_size=IMAGE_SIZE,
+                                       return_X_y=True)
+    for row in rows:
+        assert (row["net"], row["n_channels"], row["shift"], row["ratio"]) == (
+            "conv4", 1, "noise", 2)
+        assert row["n_train"] == 20
+        assert (row["max_epochs"], row["patience"], row["image_size"]) == (2, 1, IMAGE_SIZE)
+        assert row["lr"] == pytest.approx(1e-3)
+        assert row["units"] == ["conv1", "conv2", "fc1", "fc2"]
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["fit_seconds"] > 0
+        # keep_candidates=True: every candidate's test accuracy, the returned one included
+        assert set(row["candidate_test_scores"]) == set(row["validation_scores"])
+        assert row["test_accuracy"] == pytest.approx(
+            row["candidate_test_scores"][row["selected_unit"]])
+        assert set(row["n_epochs"]) == set(row["validation_scores"])
+        assert all(1 <= n <= 2 for n in row["n_epochs"].values())
+        assert 0.0 <= row["source_accuracy"] <= 1.0
+    flex, faster = rows[0], rows[1]
+    assert set(flex["candidate_test_scores"]) == {"conv1", "conv2", "fc1", "fc2", "all"}
+    assert list(flex["proxy_scores"]) == ["conv1", "conv2", "fc1", "fc2"]
+    assert len(faster["validation_scores"]) == 1
+    # Retrieval only for ft-fc (1), ft-all and flex; an empty cell otherwise.
+    assert 0.0 < flex["map_at_10"] <= 1.0 and 0.0 < flex["source_map_at_10"] <= 1.0
+    assert faster["map_at_10"] is None and raw[1]["map_at_10"] == ""
+    # The source accuracy is the pretrained net's on the target test set.
+    net = flexsk.zoo.load_source_net("conv4", image_size=IMAGE_SIZE)
+    assert flex["source_accuracy"] == pytest.approx(np.mean(net.predict(X_test) == y_test))
+
+
+def test_tiny_run_writes_reports(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"table3.md", "retrieval.md", "fig1_conv4.png", "fig2_conv4.png",
+            "timing.json"} <= names
+    table = (tiny_run / "table3.md").read_text()
+    assert "noise" in table and "Out of 1 scenarios" in table
+    assert "max_epochs=2, patience=1" in table  # the grid is stated
+    timing = json.loads((tiny_run / "timing.json").read_text())
+    assert timing[-1]["runs"] == 4 and timing[-1]["completed_grid"]
+
+
+def test_resume_skips_finished_rows(tmp_path, monkeypatch):
+    config = make_config(**TINY)
+    assert run_bench(config, tmp_path, progress=False, log=None) == 4
+    before = (tmp_path / "results.csv").read_bytes()
+
+    def fail(self, *args, **kwargs):
+        raise AssertionError("a finished run was fitted again")
+
+    monkeypatch.setattr(flexsk.FlexTuner, "fit", fail)
+    assert run_bench(config, tmp_path, progress=False, log=None) == 0
+    assert (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_interrupted_run_loses_nothing(tmp_path, monkeypatch):
+    config = make_config(**TINY)
+    fit = flexsk.FlexTuner.fit
+    calls = []
+
+    on_disk = []
+
+    def interrupted_fit(self, *args, **kwargs):
+        calls.append(self.strategy)
+        if len(calls) == 3:
+            # What a kill -9 would leave: rows are flushed as soon as they finish.
+            on_disk.extend(_raw_rows(tmp_path / "results.csv")[1])
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(flexsk.FlexTuner, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config, tmp_path, progress=False, log=None)
+    _, partial = _raw_rows(tmp_path / "results.csv")
+    assert [(r["repeat"], r["strategy"]) for r in partial] == [("0", "flex"), ("0", "faster")]
+    assert on_disk == partial
+
+    monkeypatch.setattr(flexsk.FlexTuner, "fit", fit)
+    assert run_bench(config, tmp_path, progress=False, log=None) == 2
+    _, rows = _raw_rows(tmp_path / "results.csv")
+    assert rows[:2] == partial  # finished rows are kept as they were
+    assert [(r["repeat"], r["strategy"]) for r in rows] == [
+        ("0", "flex"), ("0", "faster"), ("1", "flex"), ("1", "faster")]
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert [(t["runs"], t["completed_grid"]) for t in timing] == [(2, False), (2, True)]
+
+
+def test_partly_written_last_line_is_dropped_and_redone(tmp_path):
+    config = make_config(**dict(TINY, repeats=1))
+    run_bench(config, tmp_path, progress=False, log=None)
+    path = tmp_path / "results.csv"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # killed mid-write
+    assert run_bench(config, tmp_path, progress=False, log=None) == 1
+    rows = read_results(path)
+    assert [r["strategy"] for r in rows] == ["flex", "faster"]
+
+
+def test_other_config_is_refused(tmp_path, capsys):
+    run_bench(make_config(**dict(TINY, repeats=1, strategies=["ft-fc-1"])), tmp_path,
+              progress=False, log=None)
+    with pytest.raises(BenchConfigError, match="max_epochs: 2 there, 3 now.*--output"):
+        run_bench(make_config(**dict(TINY, repeats=1, strategies=["ft-fc-1"], max_epochs=3)),
+                  tmp_path, progress=False, log=None)
+    assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+    assert "--output NEWDIR" in capsys.readouterr().err
+    assert len(read_results(tmp_path)) == 1  # untouched
+
+
+def test_csv_without_config_is_refused(tmp_path):
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n")
+    with pytest.raises(BenchConfigError, match="configuration is unknown"):
+        run_bench(make_config(**TINY), tmp_path, progress=False, log=None)
+
+
+def test_report_only_needs_results(tmp_path, capsys):
+    assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_make_config_grid():
+    full = make_config()
+    assert full["nets"] == ["conv4", "conv7"] and len(full["shifts"]) == 10
+    assert full["ratios"] == [2, 10, 40]
+    assert full["repeats"] == {"2": 5, "10": 1, "40": 1}
+    assert len(full["strategies"]) == 7
+    assert len(bench.plan_runs(full)) == 20 * 7 * 7
+    quick = make_config(quick=True)
+    assert quick["nets"] == ["conv4"] and quick["ratios"] == [2, 10]
+    assert make_config(repeats={2: 3}, other_repeats=2)["repeats"] == {"2": 3, "10": 2,
+                                                                       "40": 2}
+    runs = bench.plan_runs(make_config(shifts=["mnistm", "blur"], nets=["conv4"]))
+    assert {(r["shift"], r["n_channels"]) for r in runs} == {("mnistm", 3), ("blur", 1)}
+    with pytest.raises(ValueError, match="unknown shift"):
+        make_config(shifts=["sepia"])
+    with pytest.raises(ValueError, match="between 1 and 40"):
+        make_config(ratios=[50])
+
+
+# -- tables on hand-built results ----------------------------------------------------------
+
+def _row(net, shift, ratio, repeat, strategy, acc, map_at_10=None, n_channels=1):
+    return dict(net=net, n_channels=n_channels, shift=shift, ratio=ratio, repeat=repeat,
+                strategy=strategy, test_accuracy=acc, source_accuracy=0.5,
+                map_at_10=map_at_10, source_map_at_10=0.3 if map_at_10 is not None else None)
+
+
+def _hand_results():
+    rows = []
+    # Scenario A: flex ties ft-all (0.85 as a float mean of 0.80 and 0.90): no bold.
+    a = dict(flex=(0.80, 0.90), fast=(0.84, 0.84), faster=(0.70, 0.70),
+             **{"ft-fc-1": (0.82, 0.82), "ft-fc-2": (0.845, 0.845), "ft-ss": (0.83, 0.83),
+                "ft-all": (0.85, 0.85)})
+    for strategy, accs in a.items():
+        for repeat, acc in enumerate(accs):
+            rows.append(_row("conv4", "blur", 2, repeat, strategy, acc))
+    # Scenario B: fast beats every baseline by 0.0004 (bold); flex ties ft-ss.
+    b = {"flex": 0.90, "fast": 0.9004, "faster": 0.80, "ft-fc-1": 0.70, "ft-fc-2": 0.899,
+         "ft-ss": 0.90, "ft-all": 0.88}
+    for strategy, acc in b.items():
+        rows.append(_row("conv7", "noise", 10, 0, strategy, acc))
+    return rows
+
+
+def test_bold_cells():
+    assert bold_cells({"flex": 0.9, "fast": 0.8, "ft-all": 0.85}) == {"flex"}
+    assert bold_cells({"flex": 0.85, "ft-all": 0.85, "ft-ss": 0.6}) == set()
+    assert bold_cells({"flex": 0.9, "fast": 0.95}) == set()  # no baseline
+
+
+def test_table3_bold_cells_and_source_accuracy():
+    rows = _hand_results()
+    means = mean_accuracies(rows)
+    assert list(means) == [("conv4", 1, "blur", 2), ("conv7", 1, "noise", 10)]
+    assert means[("conv4", 1, "blur", 2)]["flex"] == pytest.approx(0.85)
+    table = table3_markdown(rows)
+    lines = {line.split("|")[2].strip(): line for line in table.splitlines()
+             if line.startswith("| 2") or line.startswith("| 10")}
+    assert "**" not in lines["blur (0.50)"]
+    cells = [c.strip() for c in lines["noise (0.50)"].split("|")[3:-1]]
+    assert cells == ["0.900", "**0.900**", "0.800", "0.700", "0.899", "0.900", "0.880"]
+    assert lines["blur (0.50)"].split("|")[1].strip() == "2 (2x)"
+    assert "**conv4**" in table and "**conv7**" in table
+
+
+def test_win_counts_and_summary_line():
+    n, counts = win_counts(_hand_results())
+    assert n == 2
+    assert counts == {"flex": 2, "fast": 1, "faster": 0, "ft-fc-1": 0, "ft-fc-2": 0,
+                      "ft-ss": 1, "ft-all": 1}
+    line = summary_line(_hand_results())
+    assert "Out of 2 scenarios" in line and "flex 2/2" in line and "ft-fc (2) 0/2" in line
+    assert "flex 60/72, fast-flex 41/72, ft-all 26/72" in line
+
+
+def _cells(table, first):
+    line = next(line for line in table.splitlines() if line.startswith(f"| {first}"))
+    return [c.strip() for c in line.split("|")[1:-1]]
+
+
+def test_win_counts_per_ratio():
+    table = win_counts_markdown(_hand_results())
+    assert _cells(table, "2 per class") == ["2 per class", "1/1", "0/1", "0/1", "0/1", "0/1",
+                                            "0/1", "1/1"]
+    assert _cells(table, "10 per class") == ["10 per class", "1/1", "1/1", "0/1", "0/1",
+                                             "0/1", "1/1", "0/1"]
+    assert _cells(table, "all ratios")[1:] == ["2/2", "1/2", "0/2", "0/2", "0/2", "1/2",
+                                               "1/2"]
+
+
+def test_picks_per_net_and_ratio():
+    rows = [dict(_row("conv4", "blur", 2, i, "flex", 0.5), selected_unit=unit,
+                 units=["conv1", "fc2"]) for i, unit in enumerate(["all", "fc2", "all"])]
+    rows.append(dict(rows[0], strategy="fast", selected_unit="conv1"))
+    assert _cells(picks_markdown(rows), "conv4") == ["conv4", "2", "3", "fc2 1, all 2"]
+
+
+def test_versus_baselines():
+    table = versus_baselines_markdown(_hand_results())
+    # A: flex 0.85 vs 0.85 (tied), fast -0.01, faster -0.15;
+    # B: flex 0.90 vs 0.90 (tied), fast +0.0004 (tied), faster -0.10.
+    assert _cells(table, "flex") == ["flex", "0", "2", "0", "+0.000"]
+    assert _cells(table, "fast") == ["fast", "0", "1", "1", "-0.005"]
+    assert _cells(table, "faster") == ["faster", "0", "0", "2", "-0.125"]
+
+
+def test_selection_against_the_oracle():
+    def row(strategy, repeat, acc, selected, candidates=None):
+        return dict(_row("conv4", "blur", 2, repeat, strategy, acc),
+                    selected_unit=selected, candidate_test_scores=candidates or {})
+
+    candidates = {"conv1": 0.6, "fc2": 0.5, "all": 0.8}
+    rows = [row("flex", 0, 0.8, "all", candidates), row("fast", 0, 0.7, "fc2"),
+            row("faster", 0, 0.75, "conv1"),
+            row("flex", 1, 0.6, "conv1", candidates), row("fast", 1, 0.8, "all"),
+            row("faster", 1, 0.5, "fc2"),
+            row("fast", 2, 0.1, "fc2")]  # no flex run to compare with: left out
+    table = selection_markdown(rows)
+    expected = ["2", "50%", "50%", "0.800", "0.100", "0.050", "0.175"]
+    assert _cells(table, "2 per class")[1:] == expected
+    assert _cells(table, "all ratios")[1:] == expected
+
+
+def test_retrieval_table():
+    rows = [_row("conv4", "blur", 2, 0, "flex", 0.9, map_at_10=0.6),
+            _row("conv4", "blur", 2, 1, "flex", 0.9, map_at_10=0.4),
+            _row("conv4", "blur", 2, 0, "ft-all", 0.9, map_at_10=0.7),
+            _row("conv4", "blur", 2, 0, "ft-fc-1", 0.9, map_at_10=0.3),
+            _row("conv4", "blur", 2, 0, "fast", 0.9)]
+    table = retrieval_markdown(rows)
+    row = next(line for line in table.splitlines() if line.startswith("| 2"))
+    assert [c.strip() for c in row.split("|")[1:-1]] == [
+        "2", "blur", "0.300", "0.300", "**0.700**", "0.500"]
+    assert "fast" not in table
+    mean_row = next(line for line in table.splitlines() if "mean over 1" in line)
+    assert [c.strip() for c in mean_row.split("|")[2:-1]] == ["0.300", "0.300", "0.700",
+                                                              "0.500"]
+
+
+def test_reports_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    run_bench(make_config(**dict(TINY, repeats=1)), tmp_path, progress=False, log=None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    messages = []
+    written = bench.write_reports(tmp_path, log=messages.append)
+    assert {p.name for p in written} == {"table3.md", "retrieval.md"}
+    assert any('pip install "flexsk[plot]"' in str(m) for m in messages)
+
+
+def test_map_at_10_is_tuned_target_against_pretrained_source(tiny_run):
+    from flexsk.metrics import map_at_k
+    from flexsk.zoo import load_source_net
+
+    row = read_results(tiny_run)[2]  # flex, repeat 1
+    bunch = make_digits_shift("noise", image_size=IMAGE_SIZE)
+    X, y, split = bunch.data, bunch.target, bunch.split
+    pool = np.flatnonzero(split == "train")
+    train = pool[flexsk.datasets.subsample_per_class(y[pool], 2, random_state=1)]
+    val, test = split == "val", split == "test"
+    tuner = flexsk.FlexTuner(load_source_net("conv4", image_size=IMAGE_SIZE), strategy="flex",
+                             max_epochs=2, patience=1, random_state=1)
+    tuner.fit(X[train], y[train], X_val=X[val], y_val=y[val])
+    assert row["selected_unit"] == tuner.selected_unit_
+    X_source, y_source = load_digits_source(split="test", image_size=IMAGE_SIZE,
+                                            return_X_y=True)
+    gallery = tuner.pretrained_transform(X_source)
+    assert row["map_at_10"] == pytest.approx(
+        map_at_k(tuner.transform(X[test]), y[test], gallery, y_source, k=10))
+    assert row["source_map_at_10"] == pytest.approx(
+        map_at_k(tuner.pretrained_transform(X[test]), y[test], gallery, y_source, k=10))

@@ -105,6 +105,12 @@ class FineTuning:
         Called with a short description after each training run.
     log : callable or None
         Called with one line per epoch (verbose >= 2).
+    cache : "auto", bool
+        Activation caching of frozen prefixes (FlexTuner's ``activation_cache``).
+    cache_bytes : int
+        Budget of the cache for ``cache="auto"``.
+    n_jobs : int or None
+        Parallel jobs for :meth:`tune_many`.
     """
 
     def __init__(self, pretrained, units, data, optimization, base_seed,
@@ -124,7 +130,7 @@ class FineTuning:
 
     def _setup(self):
         self._cuts = None  # built on first use: ft-all and ft-ss never cut
-        self._cached = {}  # unit name -> (train inputs, val inputs); the latest only
+        self._cached = {}  # unit name -> (train inputs, val inputs)
         device = self.data.X_train.device
         self._device_ids = [device.index or 0] if device.type == "cuda" else []
 
@@ -380,6 +386,60 @@ class FineTuning:
         if not names or not self._fit_together(names, len(self.data.X_val)):
             return {}
         return self._inputs_of_units(names, self.data.X_val)
+
+    # -- zero-training selection ------------------------------------------------------
+
+    def relative_gradient_norms(self, n_batches=4):
+        """Relative gradient norm of every unit at the pretrained weights (Auto-RGN).
+
+        For every parameter tensor ``p`` of a unit, ``||grad p|| / ||p||`` of
+        the training loss on one minibatch of target training data, averaged
+        over the first ``n_batches`` minibatches of a seeded shuffle (at most
+        one epoch's worth); a unit's score is the mean over its tensors
+        (Lee et al., "Surgical fine-tuning", ICLR 2023). Nothing is trained:
+        gradients are taken on a copy of the pretrained net, with no optimizer
+        step, and the whole net runs in eval mode, so BatchNorm statistics and
+        dropout stay as pretrained. Tensors of norm zero are left out (their
+        ratio is undefined); a unit with none scores 0.
+
+        Parameters
+        ----------
+        n_batches : int, default=4
+            Minibatches (of the training batch size) to average over.
+
+        Returns
+        -------
+        dict
+            Unit name -> score, in forward order.
+        """
+        data, opt = self.data, self.optimization
+        module = copy.deepcopy(self.pretrained).eval()
+        named = dict(module.named_parameters())
+        owned = {unit.name: [n for n in named if unit.owns(n)] for unit in self.units}
+        names = [n for unit_names in owned.values() for n in unit_names]
+        tensors = [named[n].requires_grad_(True) for n in names]
+        norms = {n: named[n].detach().norm().item() for n in names}
+        seed = seed_for(self.base_seed, "rgn")
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(data.X_train), generator=generator).to(data.X_train.device)
+        chosen = list(batches(len(order), opt.batch_size, order))[:n_batches]
+        ratios = dict.fromkeys(names, 0.0)
+        with torch.random.fork_rng(devices=self._device_ids):
+            torch.manual_seed(seed)
+            for idx in chosen:
+                with self.autocast():
+                    outputs = gather(module(data.X_train[idx]), data.classes,
+                                     opt.probabilities)
+                    loss = opt.get_loss(outputs, data.y_train[idx])
+                grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+                for name, grad in zip(names, grads):
+                    if grad is not None and norms[name] > 0:
+                        ratios[name] += grad.norm().item() / norms[name] / len(chosen)
+        scores = {}
+        for unit_name, unit_names in owned.items():
+            scored = [ratios[n] for n in unit_names if norms[n] > 0]
+            scores[unit_name] = sum(scored) / len(scored) if scored else 0.0
+        return scores
 
 
 def _tune(fine_tuning, key):

@@ -86,12 +86,14 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         The validation accuracy a larger selection must gain, strictly, over
         the current one to be kept with ``max_units > 1`` (0.01: one point of
         accuracy, 2 images of a 200-image validation set).
-    halving_factor : float, default=2
+    halving_factor : float, default=3
         ``"halving"``: each rung keeps the best ``ceil(n / halving_factor)``
         of its ``n`` candidates (at least one fewer) and multiplies their
         epochs by ``halving_factor``, as ``factor`` in
-        :class:`sklearn.model_selection.HalvingGridSearchCV`.
-    halving_min_epochs : int, default=2
+        :class:`sklearn.model_selection.HalvingGridSearchCV`. The defaults
+        (3 and ``halving_min_epochs=3``) were the best trade-off of those
+        tried on the digits benchmark (``docs/beyond.md``).
+    halving_min_epochs : int, default=3
         ``"halving"``: epochs of the first rung, in which all L + 1
         candidates train (``min_resources`` of HalvingGridSearchCV). Rung
         ``i`` trains its candidates up to ``halving_min_epochs *
@@ -267,7 +269,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     }
 
     def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
-                 max_units=1, pair_margin=0.01, halving_factor=2, halving_min_epochs=2,
+                 max_units=1, pair_margin=0.01, halving_factor=3, halving_min_epochs=3,
                  pixel_adapter=None,
                  validation_fraction=0.2, max_epochs=100, patience=5, lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
@@ -610,10 +612,17 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         Needs ``keep_candidates=True``. This is how per-unit test curves (the
         paper's Figure 1) are drawn.
 
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, ...)
+            Inputs, shaped as for :meth:`fit`.
+        y : array-like of shape (n_samples,)
+            Their labels.
+
         Returns
         -------
         dict
-            Keyed like ``candidates_``.
+            Keyed like ``candidates_``: the accuracy of each candidate.
         """
         check_is_fitted(self, "candidates_")
         y = _integer_labels(column_or_1d(_as_numpy(y)), "y")
@@ -743,8 +752,8 @@ class _progress:
         if verbose >= 1:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=schedule.n_runs(n_units, **options), desc=f"FlexTuner({strategy})",
-                            unit="run")
+            self.bar = tqdm(total=schedule.n_runs(n_units, **options),
+                            desc=f"FlexTuner({strategy})", unit="run")
 
     def __enter__(self):
         if self.bar is None:

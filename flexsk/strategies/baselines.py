@@ -36,6 +36,6 @@ def ft_ss(ft, **options):
     return Outcome("ss", {"ss": candidate})
 
 
-ft_all.n_runs = lambda n_units: 1  # training runs, for progress bars
-ft_fc.n_runs = lambda n_units: 1  # training runs, for progress bars
-ft_ss.n_runs = lambda n_units: 1  # training runs, for progress bars
+ft_all.n_runs = lambda n_units, **options: 1  # training runs, for progress bars
+ft_fc.n_runs = lambda n_units, **options: 1  # training runs, for progress bars
+ft_ss.n_runs = lambda n_units, **options: 1  # training runs, for progress bars

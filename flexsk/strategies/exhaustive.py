@@ -16,4 +16,4 @@ def flex(ft, **options):
     return Outcome(best_of(scores), tuned, proxy_scores)
 
 
-flex.n_runs = lambda n_units: n_units + 1  # training runs, for progress bars
+flex.n_runs = lambda n_units, **options: n_units + 1  # training runs, for progress bars

@@ -32,5 +32,5 @@ def faster(ft, **options):
     return Outcome(best, {best: ft.tune(best)}, proxy_scores)
 
 
-fast.n_runs = lambda n_units: 2  # training runs, for progress bars
-faster.n_runs = lambda n_units: 2  # training runs, for progress bars
+fast.n_runs = lambda n_units, **options: 2  # training runs, for progress bars
+faster.n_runs = lambda n_units, **options: 2  # training runs, for progress bars

@@ -26,6 +26,7 @@ from torch import nn
 
 from flexsk import FlexTuner
 from flexsk._training import FineTuning, seed_for
+from flexsk.cli import format_table as table
 from flexsk.datasets import make_digits_shift
 from flexsk.zoo import load_source_net
 
@@ -156,12 +157,6 @@ def median_time(fn, repeats, sync):
     return statistics.median(times), result
 
 
-def table(headers, rows):
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def deep_net(n_units, *, n_channels=1, width=16):
     """A zoo-style chain of ``n_units``: conv blocks with BatchNorm, then fc1, fc2."""
     layers, channels = OrderedDict(), n_channels
@@ -235,8 +230,8 @@ class Bench:
             data[0], data[1], X_val=data[2], y_val=data[3]).net_.module_
         t_proxy_plain, plain_proxy = median_time(
             lambda: plain_proxies(module, donor, units, tensors[2], tensors[3]),
-            max(args.repeats, 5), self.sync)
-        t_proxy, proxy = median_time(lambda: ft.proxy_scores(donor), max(args.repeats, 5),
+            max(args.repeats, 15), self.sync)
+        t_proxy, proxy = median_time(lambda: ft.proxy_scores(donor), max(args.repeats, 15),
                                      self.sync)
         cache_mib = max(sum(t.element_size() * t.numel() for t in ft.cached_inputs(u))
                         for u in units if u in ft.cuts) / 2 ** 20

@@ -91,13 +91,20 @@ def load_state(module, state):
             tensors[name].copy_(value)
 
 
-def _donor_state(module, donor, unit):
-    """The parameters and buffers of ``unit`` in ``donor``, checked against ``module``."""
-    state = {k: v for k, v in donor.state_dict().items() if unit.owns(k)}
-    missing = sorted(k for k in module.state_dict() if unit.owns(k) and k not in state)
+def _unit_tensors(module, unit):
+    """The parameters and buffers of ``unit`` in ``module``, by name."""
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    return {name: tensor for name, tensor in tensors.items() if unit.owns(name)}
+
+
+def _donor_tensors(module, donor, unit):
+    """The unit's tensors in ``donor``, checked against those of ``module``."""
+    theirs = _unit_tensors(donor, unit)
+    missing = sorted(_unit_tensors(module, unit).keys() - theirs.keys())
     if missing:
         raise ValueError(f"Donor network lacks {missing} of unit {unit.name!r}.")
-    return state
+    return theirs
 
 
 def swap_unit(base, donor, unit):
@@ -106,7 +113,7 @@ def swap_unit(base, donor, unit):
     This is the proxy network of Algorithm 2, line 4.
     """
     proxy = copy.deepcopy(base)
-    proxy.load_state_dict(_donor_state(proxy, donor, unit), strict=False)
+    load_state(proxy, _donor_tensors(proxy, donor, unit))
     return proxy
 
 
@@ -117,13 +124,13 @@ def unit_from(module, donor, unit):
     Scoring many proxies in one workspace this way avoids a copy of the whole
     network per proxy.
     """
-    state = _donor_state(module, donor, unit)
-    saved = {k: v.clone() for k, v in module.state_dict().items() if unit.owns(k)}
-    module.load_state_dict(state, strict=False)
+    theirs = _donor_tensors(module, donor, unit)
+    saved = {name: tensor.detach().clone() for name, tensor in _unit_tensors(module, unit).items()}
+    load_state(module, theirs)
     try:
         yield module
     finally:
-        module.load_state_dict(saved, strict=False)
+        load_state(module, saved)
 
 
 # -- ft-ss: scale and shift (Meta-Transfer Learning) ---------------------------------
@@ -336,5 +343,5 @@ def fingerprint(module):
     for key, value in module.state_dict().items():
         value = value.detach().cpu().contiguous()
         digest.update(f"{key}{tuple(value.shape)}{value.dtype}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

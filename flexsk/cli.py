@@ -41,6 +41,9 @@ def demo(args):
     from .datasets import make_digits_shift, subsample_per_class
     from .zoo import load_source_net
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     net = load_source_net(args.arch, image_size=args.image_size, verbose=1)
     bunch = make_digits_shift(args.shift, image_size=args.image_size,
@@ -84,13 +87,19 @@ def build_parser():
                             "(no downloads)")
     p.add_argument("--arch", choices=ARCHS, default="conv7", help="zoo net (default: conv7)")
     p.add_argument("--shift", choices=[s for s in SHIFTS if s not in ("mnistm", "colorspace")],
-                   default="blur", help="target domain shift (default: blur)")
-    p.add_argument("--n-per-class", type=int, default=10,
-                   help="training images per class (default: 10)")
+                   default="rotation", help="target domain shift (default: rotation)")
+    p.add_argument("--n-per-class", type=int, default=2,
+                   help="training images per class (default: 2; the validation set is "
+                   "the fixed 20 per class)")
     p.add_argument("--image-size", type=int, default=16, help="image side (default: 16)")
-    p.add_argument("--max-epochs", type=int, default=50, help="default: 50")
-    p.add_argument("--patience", type=int, default=5, help="default: 5")
+    p.add_argument("--max-epochs", type=int, default=100, help="default: 100")
+    p.add_argument("--patience", type=int, default=10,
+                   help="default: 10 (as flexsk bench: with 2 images per class an epoch is "
+                   "one step)")
     p.add_argument("--random-state", type=int, default=0, help="default: 0")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default: 1, the fastest for these small nets and "
+                   "robust on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
 

@@ -105,3 +105,11 @@ def test_scorer_bad_input(source):
         make_retrieval_scorer(X_source, y_source, empty="ignore")
     with pytest.raises(TypeError, match="needs a fitted FlexTuner"):
         make_retrieval_scorer(X_source, y_source)(FunctionTransformer(), X_source, y_source)
+
+
+def test_scorer_works_on_batchnorm_nets(conv7, target, source):
+    # num_batches_tracked is a 0-d buffer: the gallery key must hash it too
+    scorer = make_retrieval_scorer(*source)
+    tuner = FlexTuner(conv7, strategy="ft-fc", **SETTINGS).fit(target["X"], target["y"])
+    value = scorer(tuner, target["X_test"], target["y_test"])
+    assert 0 < value <= 1

@@ -50,7 +50,8 @@ whenever its module is (re)initialized, so ``net.fit``, and ``fit`` on a
 Cache
 -----
 Pretrained weights are stored as a ``state_dict`` in
-``<cache_dir>/<arch>-c<n_channels>-s<image_size>-v<ZOO_VERSION>.pt``, written
+``<cache_dir>/<arch>-c<n_channels>-s<image_size>-v<ZOO_VERSION>-<recipe>.pt``,
+where ``<recipe>`` is a short hash of the pretraining recipe and data budget, written
 atomically (temporary file and :func:`os.replace`), and read back with
 ``torch.load(..., weights_only=True)``. The cache directory is, in order of
 precedence, the ``cache_dir`` argument, the ``FLEXSK_CACHE_DIR`` environment
@@ -59,6 +60,7 @@ variable, ``$XDG_CACHE_HOME/flexsk`` and ``~/.cache/flexsk``
 one, with a warning.
 """
 
+import hashlib
 import os
 import tempfile
 import time
@@ -75,11 +77,11 @@ __all__ = ["ARCHS", "make_net", "load_source_net", "get_cache_dir"]
 #: Names of the available architectures.
 ARCHS = ("conv4", "conv7")
 
-#: Version of the pretraining recipe; part of the cache file names, so that a
-#: change of recipe never loads stale weights.
+#: Version of the architectures; part of the cache file names, with a hash of
+#: the pretraining recipe, so that a change of either never loads stale weights.
 ZOO_VERSION = 1
 
-# Pretraining recipe (part of ZOO_VERSION: bump it when changing these).
+# Pretraining recipe (hashed into the cache file names by _recipe_tag).
 _PRETRAIN_SEED = 0
 _PRETRAIN_LR = 3e-3
 _PRETRAIN_BATCH_SIZE = 64
@@ -246,9 +248,18 @@ def get_cache_dir():
     return (base / "flexsk").resolve()
 
 
+def _recipe_tag():
+    """A short hash of everything pretraining depends on besides the architecture."""
+    from .datasets import SPLIT_SIZES, _PARTITION_SEED
+
+    recipe = (_PRETRAIN_SEED, _PRETRAIN_LR, _PRETRAIN_BATCH_SIZE,
+              sorted(_PRETRAIN_EPOCHS.items()), sorted(SPLIT_SIZES.items()), _PARTITION_SEED)
+    return hashlib.sha256(repr(recipe).encode()).hexdigest()[:8]
+
+
 def _cache_path(arch, n_channels, image_size, cache_dir):
     cache_dir = get_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
-    name = f"{arch}-c{n_channels}-s{image_size}-v{ZOO_VERSION}.pt"
+    name = f"{arch}-c{n_channels}-s{image_size}-v{ZOO_VERSION}-{_recipe_tag()}.pt"
     return cache_dir.resolve() / name
 
 

@@ -24,7 +24,8 @@ CHEAP = dict(arch="conv4", n_channels=1, image_size=8)
 
 
 def _cache_file(cache_dir, arch="conv4", n_channels=1, image_size=8):
-    return cache_dir / f"{arch}-c{n_channels}-s{image_size}-v{zoo.ZOO_VERSION}.pt"
+    return cache_dir / (f"{arch}-c{n_channels}-s{image_size}-v{zoo.ZOO_VERSION}-"
+                        f"{zoo._recipe_tag()}.pt")
 
 
 def _assert_state_dicts_equal(a, b):
@@ -280,3 +281,9 @@ def test_source_accuracy_16px(arch, n_channels, tmp_path):
     assert net.score(X, y) >= 0.93
     assert elapsed < 60  # ~3 s each on 2 idle cores; generous for busy machines
     assert os.path.exists(_cache_file(tmp_path, arch, n_channels, 16))
+
+
+def test_cache_name_changes_with_the_recipe(monkeypatch):
+    before = zoo._recipe_tag()
+    monkeypatch.setitem(zoo._PRETRAIN_EPOCHS, "conv7", zoo._PRETRAIN_EPOCHS["conv7"] + 1)
+    assert zoo._recipe_tag() != before

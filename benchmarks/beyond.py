@@ -10,7 +10,7 @@ scenarios, the zoo nets conv4 and conv7 at 16 px:
 each with 10 and 40 training images per class (:func:`subsample_per_class` of
 the target ``"train"`` rows), the fixed ``"val"`` rows as ``X_val`` and the
 ``"test"`` rows for test accuracy; ``max_epochs=50``, ``patience=5``,
-``random_state=0``, one torch thread.
+``random_state=0`` (unless the strategy sets its own), one torch thread.
 
 Every fit is one CSV row (resumable: rows already in the CSV are skipped).
 The summary has one row per strategy: mean test accuracy, agreement with
@@ -51,6 +51,8 @@ SPECS = {
     "halving-m4f2": dict(strategy="halving", halving_min_epochs=4, halving_factor=2),
     "halving-m2f3": dict(strategy="halving", halving_min_epochs=2, halving_factor=3),
     "halving-m3f3": dict(strategy="halving", halving_min_epochs=3, halving_factor=3),
+    # flex again with another seed: how often flex agrees with itself
+    "flex, random_state=1": dict(strategy="flex", random_state=1),
 }
 DEFAULT = ["flex", "fast", "faster", "rgn", "halving", "flex, max_units=2",
            "flex, pixel_adapter=auto"]
@@ -94,8 +96,9 @@ def run_scenario(net_name, n_channels, shift, ratio, labels, args, done, writer)
         key = (net_name, str(n_channels), shift, str(ratio), label)
         if key in done:
             continue
-        tuner = FlexTuner(net, max_epochs=args.max_epochs, patience=args.patience,
-                          random_state=0, **SPECS[label])
+        params = dict(max_epochs=args.max_epochs, patience=args.patience, random_state=0)
+        params.update(SPECS[label])
+        tuner = FlexTuner(net, **params)
         tuner.fit(X[train], y[train], X_val=X[val], y_val=y[val])
         row = dict(net=net_name, n_channels=n_channels, shift=shift, ratio=ratio,
                    strategy=label, selected=describe(tuner.selected_unit_),

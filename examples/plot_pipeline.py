@@ -45,7 +45,7 @@ fig, axes = plt.subplots(2, 6, figsize=(7, 2.6))
 for i in range(6):
     axes[0, i].imshow(X_test[i, 0], cmap="gray", vmin=0, vmax=1)
     axes[1, i].imshow(
-        median_filter(X_test[i : i + 1])[0, 0], cmap="gray", vmin=0, vmax=1
+        median_filter(X_test[i:i + 1])[0, 0], cmap="gray", vmin=0, vmax=1
     )
 for ax in axes.flat:
     ax.set_axis_off()

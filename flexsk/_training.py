@@ -453,4 +453,3 @@ def _run(module, X, batch_size):
 
 def _describe(key):
     return "+".join(key) if isinstance(key, tuple) else key
-

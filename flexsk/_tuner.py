@@ -11,8 +11,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (check_consistent_length, check_is_fitted,
-                                      column_or_1d, validate_data)
+from sklearn.utils.validation import (check_array, check_consistent_length,
+                                      check_is_fitted, column_or_1d, validate_data)
 from skorch import NeuralNetClassifier
 from torch import nn
 
@@ -309,6 +309,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         base_net = copy.deepcopy(params.pop("base_net"))
         return type(self)(base_net, **{k: clone(v, safe=False) for k, v in params.items()})
 
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "net_")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
@@ -336,7 +339,21 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self : FlexTuner
+
+        Notes
+        -----
+        A fit that raises leaves the estimator as it was before the call:
+        fitted with its previous result, or unfitted.
         """
+        state = dict(self.__dict__)
+        try:
+            return self._fit(X, y, X_val, y_val)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _fit(self, X, y, X_val, y_val):
         started = time.perf_counter()
         X, y = self._validate_training_data(X, y)
         if (X_val is None) != (y_val is None):
@@ -392,6 +409,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.keep_candidates:
             self.candidates_ = {k: t.module for k, t in outcome.tuned.items()}
         self.net_ = _net_like(self.base_net, outcome.model.module)
+        self._n_features_out = self._embed(pretrained, X[:1], check=False).shape[1]
         self.fit_time_ = time.perf_counter() - started
         return self
 
@@ -472,8 +490,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                                  f"{type(self).__name__} is expecting {self.n_features_in_} "
                                  f"features as input.")
             return X
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
-        return np.ascontiguousarray(X)
+        checked = check_array(X, allow_nd=True, dtype=np.float32, input_name=name)
+        validate_data(self, X, reset=False, skip_check_array=True)  # feature count and names
+        return np.ascontiguousarray(checked)
 
     def _encode(self, y, device):
         return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long,
@@ -490,7 +509,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             except (RuntimeError, ValueError, TypeError) as exc:
                 raise ValueError(
                     f"base_net cannot take inputs of shape (n_samples, "
-                    f"{', '.join(map(str, X.shape[1:]))}): {_expected_input(module)} "
+                    f"{', '.join(map(str, X.shape[1:]))}): {_expected_input(module, probe)} "
                     f"The network raised: {exc}") from exc
         if not torch.is_tensor(outputs) or outputs.dim() != 2:
             raise ValueError(
@@ -501,10 +520,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def _outputs(self, module, X, fn=None):
+    def _outputs(self, module, X, fn=None, check=True):
         """Run ``module`` (or ``fn``) in eval mode over X in batches; numpy result."""
-        device = _device_of(self.net_)
-        X = self._validate_X(X)
+        device = _device_of(getattr(self, "net_", self.base_net))
+        if check:
+            X = self._validate_X(X)
         module.eval()
         results = []
         dtype = _AUTOCAST_DTYPES[self.precision]
@@ -599,12 +619,32 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return self._embed(self._pretrained, X)
 
-    def _embed(self, module, X):
-        unit_name = self.embedding_unit or self.units_[-1]
-        first_module = next(u for u in self._units if u.name == unit_name).modules[0]
+    def get_feature_names_out(self, input_features=None):
+        """Names of the :meth:`transform` output: ``flextuner0``, ``flextuner1``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; the embedding's features are not the input's.
+
+        Returns
+        -------
+        ndarray of str
+        """
+        check_is_fitted(self)
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
+
+    def _embedding_cut(self):
+        """Dotted name of the module whose input :meth:`transform` returns."""
+        unit_name = self.embedding_unit or self._units[-1].name
+        return next(u for u in self._units if u.name == unit_name).modules[0]
+
+    def _embed(self, module, X, check=True):
+        cut = self._embedding_cut()
         return self._outputs(
-            module, X, lambda batch: _surgery.capture_input(module, first_module,
-                                                            batch).flatten(1))
+            module, X, lambda batch: _surgery.capture_input(module, cut, batch).flatten(1),
+            check=check)
 
     def score_candidates(self, X, y):
         """Accuracy of every kept candidate on (X, y).
@@ -626,6 +666,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "candidates_")
         y = _integer_labels(column_or_1d(_as_numpy(y)), "y")
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
         return {key: float(np.mean(self.classes_[self._proba(m, X).argmax(1)] == y))
                 for key, m in self.candidates_.items()}
 
@@ -692,19 +734,76 @@ def _outputs_probabilities(net):
     return isinstance(net.criterion_, nn.NLLLoss)
 
 
-def _expected_input(module):
+def _expected_input(module, probe):
+    """What input ``module`` takes, as far as its first layers tell."""
     for name, layer in module.named_modules():
         if isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(
                 layer, nn.modules.lazy.LazyModuleMixin):
             dims = {3: "L", 4: "H, W", 5: "D, H, W"}[layer.weight.dim()]
-            return (f"its first convolution {name!r} expects {layer.in_channels} input "
-                    f"channels, i.e. inputs of shape (n_samples, {layer.in_channels}, {dims}).")
+            if probe.dim() != layer.weight.dim() or probe.shape[1] != layer.in_channels:
+                return (f"its first convolution {name!r} expects {layer.in_channels} input "
+                        f"channels, i.e. inputs of shape (n_samples, {layer.in_channels}, "
+                        f"{dims}).")
+            size = " x ".join(map(str, probe.shape[2:]))
+            fits = _fitting_size(module, probe)
+            if fits is not None:
+                return (f"the channel count matches its first convolution {name!r}, but not "
+                        f"the size {size}: it takes inputs of shape (n_samples, "
+                        f"{', '.join(map(str, fits))}).")
+            return (f"the channel count matches its first convolution {name!r}, so the size "
+                    f"{size} is what it cannot take: a later layer fixes the input size the "
+                    f"network was built for.")
         if isinstance(layer, nn.Linear) and not isinstance(
                 layer, nn.modules.lazy.LazyModuleMixin):
             return (f"its first linear layer {name!r} expects {layer.in_features} features, "
                     f"i.e. inputs of shape (n_samples, {layer.in_features}) after any "
                     f"earlier layers.")
     return ""
+
+
+def _fitting_size(module, probe):
+    """An input shape (C, S, S) that ``module`` takes, for square images whose size it rejects.
+
+    The first linear layer after the convolutions fixes the size. The number of
+    features it receives grows with the side length, so a bisection over sides finds
+    the smallest that feeds it as many features as it expects; a forward pass then
+    checks that side. None when no side up to 4 times the given one works.
+    """
+    linear = next((layer for layer in module.modules() if isinstance(layer, nn.Linear)
+                   and not isinstance(layer, nn.modules.lazy.LazyModuleMixin)), None)
+    if linear is None or probe.dim() != 4 or probe.shape[2] != probe.shape[3]:
+        return None
+    seen = []
+    handle = linear.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
+
+    def features(side):
+        seen.clear()
+        try:
+            module(probe.new_zeros((1, probe.shape[1], side, side)))
+        except (RuntimeError, ValueError, TypeError):
+            pass
+        return seen[0] if seen else 0  # too small to reach the linear layer
+
+    try:
+        low, high = 1, 4 * probe.shape[2]
+        if features(high) < linear.in_features:
+            return None
+        while low < high:
+            middle = (low + high) // 2
+            if features(middle) < linear.in_features:
+                low = middle + 1
+            else:
+                high = middle
+        if features(low) != linear.in_features:
+            return None
+    finally:
+        handle.remove()
+    shape = (probe.shape[1], low, low)
+    try:
+        module(probe.new_zeros((1,) + shape))
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    return shape
 
 
 def _integer_labels(y, name):

@@ -1154,7 +1154,7 @@ def write_reports(output, *, log=print):
     csv_path = output / RESULTS_CSV
     if not csv_path.exists():
         raise BenchError(f"no results in {output}: {csv_path} does not exist. Run "
-                                f"flexsk bench --output {output} first.")
+                         f"flexsk bench --output {output} first.")
     rows = read_results(csv_path)
     if not rows:
         raise BenchError(f"{csv_path} holds no finished runs yet.")
@@ -1246,6 +1246,7 @@ def _parse_repeats(text):
 
 def configure_parser(parser):
     """Add the ``flexsk bench`` options to an argparse parser."""
+    from .cli import int_at_least
     from .datasets import SHIFTS
     from .zoo import ARCHS
 
@@ -1275,7 +1276,7 @@ def configure_parser(parser):
                         help=f"default: {DEFAULTS['patience']}")
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"image side, a multiple of 8 (default: {DEFAULTS['image_size']})")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
                         help="torch intra-op threads (default: 1, the fastest on a shared "
                         "machine)")
     parser.add_argument("--quick", action="store_true",

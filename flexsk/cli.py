@@ -33,6 +33,25 @@ def _describe_unit(selected):
     return "+".join(selected) if isinstance(selected, tuple) else str(selected)
 
 
+def int_at_least(minimum, *, multiple_of=1, at_most=None):
+    """An argparse ``type``: an integer >= ``minimum`` (a multiple of, at most ...)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or value % multiple_of or (at_most is not None and value > at_most):
+            wanted = f"an integer >= {minimum}"
+            if multiple_of > 1:
+                wanted += f" and a multiple of {multiple_of}"
+            if at_most is not None:
+                wanted += f" and <= {at_most}"
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 def demo(args):
     """Pretrain (or load) a zoo net, shift the digits, and compare every strategy."""
     from tqdm.auto import tqdm
@@ -80,7 +99,7 @@ def build_parser():
         "pretrained network to fine-tune.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from .datasets import SHIFTS
+    from .datasets import SHIFTS, SPLIT_SIZES
     from .zoo import ARCHS
 
     p = commands.add_parser("demo", help="compare every strategy on embedded data "
@@ -88,16 +107,18 @@ def build_parser():
     p.add_argument("--arch", choices=ARCHS, default="conv7", help="zoo net (default: conv7)")
     p.add_argument("--shift", choices=[s for s in SHIFTS if s not in ("mnistm", "colorspace")],
                    default="rotation", help="target domain shift (default: rotation)")
-    p.add_argument("--n-per-class", type=int, default=2,
-                   help="training images per class (default: 2; the validation set is "
-                   "the fixed 20 per class)")
-    p.add_argument("--image-size", type=int, default=16, help="image side (default: 16)")
-    p.add_argument("--max-epochs", type=int, default=100, help="default: 100")
-    p.add_argument("--patience", type=int, default=10,
+    pool = SPLIT_SIZES["target_train"]
+    p.add_argument("--n-per-class", type=int_at_least(1, at_most=pool), default=2,
+                   help=f"training images per class, 1 to {pool} (default: 2; the validation "
+                   "set is the fixed 20 per class)")
+    p.add_argument("--image-size", type=int_at_least(8, multiple_of=8), default=16,
+                   help="image side, a multiple of 8 (default: 16)")
+    p.add_argument("--max-epochs", type=int_at_least(1), default=100, help="default: 100")
+    p.add_argument("--patience", type=int_at_least(1), default=10,
                    help="default: 10 (as flexsk bench: with 2 images per class an epoch is "
                    "one step)")
     p.add_argument("--random-state", type=int, default=0, help="default: 0")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_at_least(1), default=1,
                    help="torch threads (default: 1, the fastest for these small nets and "
                    "robust on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,6 +18,7 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["map_at_k", "make_retrieval_scorer"]
 
@@ -131,6 +132,11 @@ def map_at_k(query_embeddings, query_labels, gallery_embeddings, gallery_labels,
     queries, gallery = _check_embeddings(query_embeddings, gallery_embeddings)
     query_labels = _check_labels(query_labels, len(queries), "query")
     gallery_labels = _check_labels(gallery_labels, len(gallery), "gallery")
+    kinds = {_label_kind(query_labels), _label_kind(gallery_labels)} - {None}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"query_labels ({query_labels.dtype}) and gallery_labels ({gallery_labels.dtype}) "
+            f"must both be numbers or both be strings: a label such as '0' never matches 0.")
 
     classes, codes = np.unique(np.concatenate([query_labels, gallery_labels]),
                                return_inverse=True)
@@ -265,6 +271,21 @@ def _check_labels(labels, n_samples, name):
     return labels
 
 
+def _label_kind(labels):
+    """"number", "string" or "mixed" (None when empty): kinds never match each other."""
+    if labels.size == 0:
+        return None
+    if labels.dtype.kind in "biuf":
+        return "number"
+    if labels.dtype.kind in "US":
+        return "string"
+    if all(isinstance(label, str) for label in labels):
+        return "string"
+    if all(isinstance(label, numbers.Number) for label in labels):
+        return "number"
+    return "mixed"
+
+
 def _to_tensor(x, name):
     """``x`` as a 2D real tensor (arrays go to the CPU, tensors keep their device)."""
     if isinstance(x, torch.Tensor):
@@ -342,8 +363,9 @@ class _RetrievalScorer:
             raise TypeError(
                 f"The retrieval scorer needs a fitted FlexTuner (or a Pipeline ending in one), "
                 f"got {type(tuner).__name__}.")
+        check_is_fitted(tuner)
         source = np.ascontiguousarray(_as_array(X_source))
-        key = (fingerprint(tuner._pretrained), tuner.embedding_unit or tuner.units_[-1],
+        key = (fingerprint(tuner._pretrained), tuner._embedding_cut(),
                hashlib.sha256(source.tobytes()).hexdigest(), source.shape, str(source.dtype))
         if key not in self._galleries:
             if len(self._galleries) >= self.max_galleries:

@@ -72,9 +72,10 @@ def _check_names(module, groups):
     seen = {}
     for group, names in groups.items():
         if group in RESERVED_NAMES:
-            raise ValueError(f"Unit names {RESERVED_NAMES} are reserved; rename unit {group!r}.")
+            raise ValueError(f"Unit names {RESERVED_NAMES} are reserved; rename unit {group!r}. "
+                             f"Valid module names: {valid}.")
         if not names:
-            raise ValueError(f"Unit {group!r} holds no modules.")
+            raise ValueError(f"Unit {group!r} holds no modules. Valid module names: {valid}.")
         for name in names:
             if not isinstance(name, str) or name not in valid_set:
                 raise ValueError(
@@ -131,7 +132,12 @@ def resolve_units(module, units, probe):
             groups[name] = [name]
     _check_names(module, groups)
     if not groups:
-        raise ValueError("The network has no module that owns parameters: nothing to tune.")
+        if any(True for _ in module.parameters()):
+            raise ValueError(
+                f"The network ({type(module).__name__}) has no submodule that owns parameters: "
+                f"its parameters belong to the root module itself, so it has no units to "
+                f"choose from. Wrap its layers in submodules, e.g. nn.Sequential(layer).")
+        raise ValueError("The network has no parameters: nothing to tune.")
 
     member_names = [name for names in groups.values() for name in names]
     called, never_called = forward_order(module, probe, member_names)
@@ -140,9 +146,12 @@ def resolve_units(module, units, probe):
                       f"forward pass; they belong to no unit.", UserWarning)
         groups = {g: names for g, names in groups.items() if names[0] not in never_called}
     elif never_called:
+        called_names = [name for name in _valid_names(module) if name not in never_called
+                        and not any(name.startswith(n + ".") for n in never_called)]
         raise ValueError(
             f"Modules {never_called} are not called in the forward pass, so tuning them "
-            f"cannot change the output. Leave them out of units.")
+            f"cannot change the output. Leave them out of units. Valid module names: "
+            f"{called_names}.")
     rank = {name: position for position, name in enumerate(called)}
     ordered = sorted(groups.items(), key=lambda item: min(rank[n] for n in item[1]))
     return [Unit(group, tuple(sorted(names, key=rank.__getitem__))) for group, names in ordered]

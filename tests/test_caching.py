@@ -145,8 +145,8 @@ def test_fallback_and_partial_cuts_match_uncached(target, make_module, strategy)
     assert_same_fit(a, b, target["X_test"])
 
 
-def test_continuing_from_tuned_weights_caches_only_when_the_prefix_is_pretrained(conv7, target,
-                                                                                monkeypatch):
+def test_continuing_from_tuned_weights_caches_only_when_the_prefix_is_pretrained(
+        conv7, target, monkeypatch):
     used = []
     original = FineTuning.cached_inputs
     monkeypatch.setattr(FineTuning, "cached_inputs",

@@ -301,6 +301,7 @@ def test_blur_smooths(clean_grey):
     tv_ratio = _total_variation(X) / _total_variation(clean_grey)
     assert (tv_ratio < 1.0).all()
     assert np.median(tv_ratio) < 0.75
+
     # High-frequency energy (outside the central quarter of the spectrum) drops.
     def high_energy(Y):
         f = np.abs(np.fft.fftshift(np.fft.fft2(Y[:, 0]), axes=(-2, -1))) ** 2
@@ -407,6 +408,7 @@ def test_fixed_affine_conventions(clean_grey):
     # Shear: x' = x + tan(shear) y moves the bottom of the digit right.
     X = make_digits_shift("fixed_affine", rotation=0.0, shear=30.0, scale=1.0).data
     cols = np.arange(S)
+
     def col_centroid(Y, rows):
         m = Y[:, 0, rows].sum(1)
         return (m * cols).sum(1) / np.maximum(m.sum(1), 1e-9)

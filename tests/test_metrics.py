@@ -450,3 +450,15 @@ def test_skip_everything_raises():
     with pytest.raises(ValueError, match="skipped"):
         map_at_k(Q, [5, 6, 7], G, GL, empty="skip")
     assert map_at_k(Q, [5, 6, 7], G, GL, empty="zero") == 0.0
+
+
+@pytest.mark.parametrize("query, gallery", [
+    (["0", "1"], [0, 1, 0]), ([0, 1], np.array(["0", "1", "0"])),
+    (np.array([0, 1], dtype=object), np.array(["0", "1", "0"], dtype=object)),
+])
+def test_string_labels_never_match_numbers(query, gallery):
+    q, g = np.eye(2), np.eye(3)[:, :2]
+    with pytest.raises(ValueError, match="both be numbers or both be strings"):
+        map_at_k(q, query, g, gallery, k=2)
+    # python ints in an object array are numbers
+    assert map_at_k(q, np.array([0, 1], dtype=object), g, [0, 1, 0], k=1) == 1.0

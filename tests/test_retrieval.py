@@ -4,6 +4,9 @@ import pickle
 
 import numpy as np
 import pytest
+from skorch import NeuralNetClassifier
+from sklearn.exceptions import NotFittedError
+from torch import nn
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -113,3 +116,26 @@ def test_scorer_works_on_batchnorm_nets(conv7, target, source):
     tuner = FlexTuner(conv7, strategy="ft-fc", **SETTINGS).fit(target["X"], target["y"])
     value = scorer(tuner, target["X_test"], target["y_test"])
     assert 0 < value <= 1
+
+
+def test_units_with_the_same_name_but_another_cut_get_their_own_gallery():
+    rng = np.random.RandomState(0)
+    X_source, y_source = rng.randn(60, 20).astype(np.float32), np.arange(60) % 3
+    X, y = rng.randn(30, 20).astype(np.float32), np.arange(30) % 3
+    module = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                           nn.Linear(16, 3))
+    net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss, lr=0.01)
+    scorer = make_retrieval_scorer(X_source, y_source, k=5)
+    values = []
+    for units in ({"body": ["0"], "head": ["2", "4"]}, {"body": ["0", "2"], "head": ["4"]}):
+        tuner = FlexTuner(net, units=units, strategy="ft-fc", **SETTINGS).fit(X, y)
+        expected = map_at_k(tuner.transform(X), y, tuner.pretrained_transform(X_source),
+                            y_source, k=5)
+        values.append(scorer(tuner, X, y))
+        assert values[-1] == pytest.approx(expected)
+    assert values[0] != pytest.approx(values[1])  # the two cuts embed differently
+
+
+def test_scorer_on_an_unfitted_tuner(conv4, source):
+    with pytest.raises(NotFittedError):
+        make_retrieval_scorer(*source)(FlexTuner(conv4), *source)

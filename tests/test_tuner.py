@@ -576,3 +576,74 @@ def test_nll_loss_net_with_probability_outputs(target):
     proba = tuner.predict_proba(target["X_test"])
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     assert tuner.score(target["X_test"], target["y_test"]) > 0.3
+
+
+@pytest.mark.parametrize("size", [12, 16, 7])
+def test_wrong_image_size_names_the_size_the_net_takes(conv4, target, size):
+    # the channel count is right: the message must not blame the channels
+    X = np.zeros((len(target["y"]), 1, size, size), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"channel count matches.*\(n_samples, 1, 8, 8\)"):
+        FlexTuner(conv4, **FAST).fit(X, target["y"])
+
+
+def test_failed_refit_leaves_the_previous_fit_intact(conv4, target):
+    tuner = fit(conv4, target, strategy="ft-fc", max_epochs=1)
+    before = {key: copy.copy(value) for key, value in vars(tuner).items()}
+    proba = tuner.predict_proba(target["X_test"])
+    subset = target["y"] < 3  # y_val then holds classes that y lacks: fit fails late
+    with pytest.raises(ValueError, match="not in y"):
+        tuner.fit(target["X"][subset], target["y"][subset], X_val=target["X_val"],
+                  y_val=target["y_val"])
+    assert vars(tuner).keys() == before.keys()
+    np.testing.assert_array_equal(tuner.classes_, before["classes_"])
+    np.testing.assert_array_equal(tuner.predict_proba(target["X_test"]), proba)
+    with pytest.raises(ValueError, match="cannot take inputs"):
+        tuner.fit(np.zeros((20, 1, 16, 16), np.float32), np.arange(20) % 10)
+    np.testing.assert_array_equal(tuner.predict_proba(target["X_test"]), proba)
+
+
+def test_failed_first_fit_leaves_the_estimator_unfitted(conv4, target):
+    tuner = FlexTuner(conv4, **FAST)
+    with pytest.raises(ValueError, match="not in y"):
+        subset = target["y"] < 3
+        tuner.fit(target["X"][subset], target["y"][subset], X_val=target["X_val"],
+                  y_val=target["y_val"])
+    with pytest.raises(NotFittedError):
+        tuner.predict(target["X_test"])
+
+
+def test_nan_in_x_val_names_x_val(conv4, target):
+    X_val = target["X_val"].copy()
+    X_val[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X_val contains NaN"):
+        FlexTuner(conv4, **FAST).fit(target["X"], target["y"], X_val=X_val,
+                                     y_val=target["y_val"])
+
+
+def test_score_candidates_checks_lengths(conv4, target):
+    tuner = fit(conv4, target, strategy="flex", max_epochs=1, keep_candidates=True)
+    with pytest.raises(ValueError, match="X has 340 samples but y has 339"):
+        tuner.score_candidates(target["X_test"], target["y_test"][:-1])
+
+
+def test_feature_names_and_set_output(conv4, target):
+    tuner = fit(conv4, target, strategy="ft-fc", max_epochs=1)
+    embedding = tuner.transform(target["X_test"][:5])
+    names = tuner.get_feature_names_out()
+    assert names.tolist() == [f"flextuner{i}" for i in range(embedding.shape[1])]
+    pipe = make_pipeline(FunctionTransformer(), FlexTuner(conv4, strategy="ft-fc",
+                                                          max_epochs=1, random_state=0))
+    pipe.set_output(transform="default").fit(target["X"], target["y"])
+    assert pipe.transform(target["X_test"][:5]).shape == embedding.shape
+    with pytest.raises(NotFittedError):
+        FlexTuner(conv4).get_feature_names_out()
+
+
+def test_net_whose_parameters_belong_to_the_root_module(target):
+    X = np.random.RandomState(0).randn(30, 5).astype(np.float32)
+    y = np.arange(30) % 3
+    net = NeuralNetClassifier(nn.Linear(5, 3), criterion=nn.CrossEntropyLoss)
+    with pytest.raises(ValueError, match="belong to the root module"):
+        FlexTuner(net, **FAST).fit(X, y)
+    wrapped = NeuralNetClassifier(nn.Sequential(nn.Linear(5, 3)), criterion=nn.CrossEntropyLoss)
+    assert FlexTuner(wrapped, **FAST).fit(X, y).units_ == ["0"]

@@ -1,5 +1,7 @@
 """Splitting networks into units: auto, names and groups, in forward order."""
 
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -95,3 +97,10 @@ def test_probe_leaves_module_mode_alone():
     net = Backwards().train()
     resolve_units(net, "auto", PROBE)
     assert net.training and all(m.training for m in net.modules())
+
+
+@pytest.mark.parametrize("units", [{"all": ["stem"]}, {"empty": []}])
+def test_group_errors_list_the_valid_names(units):
+    module = nn.Sequential(OrderedDict(stem=nn.Linear(4, 4), head=nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match=r"Valid module names: \['stem', 'head'\]"):
+        resolve_units(module, units, torch.zeros(2, 4))

@@ -67,14 +67,19 @@ def jittered_target(n_per_class, *, image_size=16, n_channels=1, seed=0):
 # -- the hand-written reference -------------------------------------------------------------
 
 
-def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch_size, seed):
+def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch_size, seed,
+                    channels_last=False):
     """Fine-tune units (None: all) of a copy of ``module``; best validation epoch.
 
     What a careful user writes by hand: frozen parameters, frozen modules in
     eval mode, Adam, a seeded shuffle, validation after every epoch, the best
-    weights kept. The full network runs forward on every batch.
+    weights kept. The full network runs forward on every batch. With
+    ``channels_last``, the module and the images use that memory format.
     """
     module = copy.deepcopy(module)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        X, X_val = (t.contiguous(memory_format=torch.channels_last) for t in (X, X_val))
     owned = (lambda name: True) if unit_names is None else (
         lambda name: any(name.startswith(u + ".") for u in unit_names))
     params = []
@@ -120,13 +125,14 @@ def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch
     return module, best
 
 
-def plain_exhaustive(module, units, data, *, epochs, lr, batch_size, base_seed):
+def plain_exhaustive(module, units, data, *, epochs, lr, batch_size, base_seed,
+                     channels_last=False):
     """Algorithm 1 by hand: every unit, then all; the best validation accuracy wins."""
     scores = {}
     for unit in units + ["all"]:
         _, scores[unit] = plain_candidate(
             module, None if unit == "all" else [unit], *data, epochs=epochs, lr=lr,
-            batch_size=batch_size, seed=seed_for(base_seed, unit))
+            batch_size=batch_size, seed=seed_for(base_seed, unit), channels_last=channels_last)
     return max(scores, key=scores.get), scores  # max keeps the first of ties
 
 
@@ -210,6 +216,11 @@ class Bench:
         t_plain, (plain_pick, plain_scores) = median_time(
             lambda: plain_exhaustive(module, units, tensors, **hyper), args.repeats, self.sync)
         t_flex, flex = self.timed_fit(net, data, strategy="flex")
+        # channels-last memory format, for flexsk and for the hand-written search
+        t_plain_cl, (plain_cl_pick, _) = median_time(
+            lambda: plain_exhaustive(module, units, tensors, channels_last=True, **hyper),
+            args.repeats, self.sync)
+        t_flex_cl, flex_cl = self.timed_fit(net, data, strategy="flex", channels_last=True)
         t_flex_nocache, flex_nocache = self.timed_fit(net, data, strategy="flex",
                                                       activation_cache=False)
         with parallel_config(backend="loky", inner_max_num_threads=args.threads):
@@ -241,6 +252,12 @@ class Bench:
         rows = [
             ("flex / plain-PyTorch exhaustive", f"{t_flex / t_plain:.2f}", "≤ 0.60",
              f"{t_flex:.2f} s vs {t_plain:.2f} s; picks {flex.selected_unit_} / {plain_pick}"),
+            ("flex (channels_last) / plain-PyTorch exhaustive", f"{t_flex_cl / t_plain:.2f}",
+             "≤ 0.60", f"{t_flex_cl:.2f} s; picks {flex_cl.selected_unit_} / {plain_pick}"),
+            ("flex (channels_last) / plain exhaustive (channels_last)",
+             f"{t_flex_cl / t_plain_cl:.2f}", "",
+             f"{t_flex_cl:.2f} s vs {t_plain_cl:.2f} s; picks {flex_cl.selected_unit_} / "
+             f"{plain_cl_pick}"),
             ("fast / flex", f"{t_fast / t_flex:.2f}", "≤ 0.50", f"{t_fast:.2f} s"),
             ("faster / flex", f"{t_faster / t_flex:.2f}", "≤ 0.25", f"{t_faster:.2f} s"),
             ("L shared-prefix proxies / L full passes", f"{t_proxy / t_proxy_plain:.2f}",

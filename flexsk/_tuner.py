@@ -157,7 +157,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         slower on most CPUs. Weights and optimizer state stay float32.
     channels_last : bool, default=False
         Keep image tensors and the network in the channels-last memory
-        format, which is faster for convolutions on recent GPUs.
+        format, which is faster for convolutions on recent GPUs, and can be
+        on CPUs too (the performance page measures both). Float rounding
+        differs from the default format's.
     n_jobs : int or None, default=None
         Number of parallel jobs for independent training runs (flex's L + 1
         candidates), through :mod:`joblib`. None means 1 unless in a

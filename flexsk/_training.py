@@ -9,6 +9,9 @@ Every strategy is a schedule of two operations (see ``flexsk/strategies``):
 
 import contextlib
 import copy
+import os
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -17,7 +20,13 @@ from joblib import Parallel, delayed
 
 from . import _surgery
 
-__all__ = ["TargetData", "Optimization", "Tuned", "FineTuning"]
+__all__ = ["TargetData", "Optimization", "Tuned", "FineTuning", "SkorchClassifierLoss",
+           "PROCESS_LOCK"]
+
+#: Held by every fit and prediction: torch's global random generator (dropout)
+#: and torch.fx tracing (which patches ``nn.Module.__call__``) are process-wide,
+#: so two threads training or tracing at once would disturb each other.
+PROCESS_LOCK = threading.RLock()
 
 
 @dataclass
@@ -49,6 +58,24 @@ class Optimization:
     probabilities: bool  # whether the net outputs probabilities (NLLLoss)
     eval_batch_size: int = 1024
     autocast_dtype: object = None  # e.g. torch.bfloat16: mixed precision forward passes
+
+
+class SkorchClassifierLoss:
+    """:meth:`skorch.NeuralNetClassifier.get_loss`, without the net.
+
+    The same computation (log of probabilities for ``NLLLoss``, then the
+    criterion), but picklable on its own: joblib workers then receive the
+    criterion, not the skorch net, whose pickling needs the module's class to
+    be importable by name.
+    """
+
+    def __init__(self, criterion):
+        self.criterion = criterion
+
+    def __call__(self, outputs, y):
+        if isinstance(self.criterion, torch.nn.NLLLoss):
+            outputs = torch.log(outputs + torch.finfo(outputs.dtype).eps)
+        return self.criterion(outputs, y)
 
 
 @dataclass
@@ -126,6 +153,7 @@ class FineTuning:
         self.cache = cache
         self.cache_bytes = cache_bytes
         self.n_jobs = n_jobs
+        self._pid = os.getpid()
         self._setup()
 
     def _setup(self):
@@ -346,18 +374,36 @@ class FineTuning:
         whatever backend is active (loky by default; dask or ray through
         :func:`joblib.parallel_config`). Each run's seed derives from its key,
         so results do not depend on the order or on ``n_jobs``.
+
+        Backends that run tasks in this process (``"threading"``, a dask
+        cluster with ``processes=False``) do not train: torch's random
+        generator and :mod:`torch.fx` tracing are process-wide, so threads
+        would disturb each other's runs. Their candidates train here, one at a
+        time, with a warning.
         """
         if self.n_jobs in (None, 1):
             self.prefetch(keys)
             return {key: self.tune(key) for key in keys}
         runs = Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_tune)(self, key) for key in keys)
-        tuned = {}
+        tuned, here = {}, []
         for key, candidate in zip(keys, runs):
+            if candidate is None:  # the worker is a thread of this process
+                here.append(key)
+                continue
             tuned[key] = candidate
             if self.progress is not None:
                 self.progress(_describe(key))
-        return tuned
+        if here:
+            warnings.warn(
+                "The joblib backend runs tasks in threads of this process, which cannot train "
+                "in parallel (torch's random generator and torch.fx tracing are process-wide); "
+                "the candidates trained one at a time. Use a process-based backend (loky, the "
+                "default, or dask with worker processes) for parallel training.",
+                UserWarning, stacklevel=3)
+            self.prefetch(here)
+            tuned.update((key, self.tune(key)) for key in here)
+        return {key: tuned[key] for key in keys}
 
     def proxy_scores(self, donor):
         """Validation accuracy of every proxy net: pretrained, one unit from ``donor``.
@@ -443,6 +489,8 @@ class FineTuning:
 
 
 def _tune(fine_tuning, key):
+    if os.getpid() == fine_tuning._pid:
+        return None  # a thread of the fitting process: tune_many trains it there
     return fine_tuning.tune(key)
 
 

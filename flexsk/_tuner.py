@@ -17,7 +17,8 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from . import _surgery, adapters
-from ._training import FineTuning, Optimization, TargetData, batches, gather, seed_for
+from ._training import (PROCESS_LOCK, FineTuning, Optimization, SkorchClassifierLoss,
+                        TargetData, batches, gather, seed_for)
 from .strategies import STRATEGIES
 from .units import resolve_units
 
@@ -115,8 +116,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         order, each its own unit. Adapter units are named
         ``"adapter_color"``, ``"adapter_spatial"``, ``"adapter_unet"`` and
         come first in ``units_``; they take part in every strategy like any
-        unit, and ``"all"`` (ft-all, and the ft-all that fast and faster
-        take their proxies from) trains them too, so the paper's ft-all
+        unit (but ``"rgn"`` scores them 0 and never picks them: at the
+        identity their last layer is zero, so it has no relative gradient
+        norm, and no gradient reaches their other weights), and ``"all"``
+        (ft-all, and the ft-all that fast and faster take their proxies
+        from) trains them too, so the paper's ft-all
         baseline is the one with ``pixel_adapter=None``. Needs image inputs
         ``(n_samples, C, H, W)`` with ``H, W >= 8``. ``net_`` holds the
         adapted network (:class:`flexsk.adapters.AdaptedNet`).
@@ -163,14 +167,19 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Number of parallel jobs for independent training runs (flex's L + 1
         candidates), through :mod:`joblib`. None means 1 unless in a
-        :func:`joblib.parallel_config` context; -1 uses all cores. Any joblib
-        backend works, e.g. a dask cluster with
-        ``joblib.parallel_config(backend="dask")``. See Notes on threads.
+        :func:`joblib.parallel_config` context; -1 uses all cores. Any
+        process-based joblib backend works, e.g. loky (the default) or a dask
+        cluster with ``joblib.parallel_config(backend="dask")``; backends that
+        run tasks in threads of this process train the candidates one at a
+        time, with a warning. See Notes on threads.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, shuffling, dropout and lazy-module
         initialization.
     verbose : int, default=0
-        1 shows a progress bar over training runs; 2 also prints each epoch.
+        1 shows a progress bar over training runs (its total is an upper
+        bound where the schedule can stop early: halving, ``max_units``);
+        2 also prints each epoch of the runs trained in this process (not of
+        those that ``n_jobs`` sends to worker processes).
 
     Attributes
     ----------
@@ -349,7 +358,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         state = dict(self.__dict__)
         try:
-            return self._fit(X, y, X_val, y_val)
+            with PROCESS_LOCK:
+                return self._fit(X, y, X_val, y_val)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(state)
@@ -396,7 +406,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                        options) as progress:
             ft = FineTuning(pretrained, units, data, self._optimization(net, len(X_train)),
                             base_seed, progress=progress,
-                            log=print if self.verbose >= 2 else None,
+                            log=_write if self.verbose >= 2 else None,
                             cache=self.activation_cache,
                             cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
             outcome = schedule(ft, **options)
@@ -425,7 +435,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             optimizer=net.optimizer, optimizer_kwargs=kwargs,
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
             max_epochs=self.max_epochs, patience=self.patience,
-            get_loss=lambda outputs, y: net.get_loss(outputs, y, training=True),
+            get_loss=_loss_of(net),
             probabilities=_outputs_probabilities(net),
             autocast_dtype=_AUTOCAST_DTYPES[self.precision])
 
@@ -532,7 +542,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         dtype = _AUTOCAST_DTYPES[self.precision]
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
                     else contextlib.nullcontext())
-        with torch.no_grad(), autocast:
+        with PROCESS_LOCK, torch.no_grad(), autocast:
             for idx in batches(len(X), 1024):
                 batch = self._tensor(X[idx], device)
                 results.append((fn or module)(batch).float().cpu())
@@ -731,6 +741,20 @@ def _net_like(base_net, module):
     return net.initialize()
 
 
+def _loss_of(net):
+    """The training loss of ``net``: its ``get_loss``, picklable when it is skorch's own."""
+    if type(net).get_loss is NeuralNetClassifier.get_loss:
+        return SkorchClassifierLoss(net.criterion_)
+    return lambda outputs, y: net.get_loss(outputs, y, training=True)
+
+
+def _write(line):
+    """Print a line without breaking a progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)
+
+
 def _outputs_probabilities(net):
     # skorch's convention: NLLLoss means the module outputs probabilities.
     return isinstance(net.criterion_, nn.NLLLoss)
@@ -866,6 +890,9 @@ class _progress:
 
         return update
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self.bar is not None:
+            if exc_type is None:  # the total is an upper bound (halving, max_units): end full
+                self.bar.total = self.bar.n
+                self.bar.refresh()
             self.bar.close()

@@ -59,7 +59,59 @@ def test_dask_backend_matches_serial(conv7, target, serial, one_thread, monkeypa
 
 
 def test_progress_reports_every_parallel_run(conv4, target, capsys):
-    with parallel_config(backend="threading"):
+    with parallel_config(backend="loky", inner_max_num_threads=1):
         fit(conv4, target, n_jobs=2, verbose=1)
     err = capsys.readouterr().err
     assert "5/5" in err  # 4 units + ft-all
+
+
+class _DropoutNet(torch.nn.Module):
+    """Dropout draws from torch's global generator while training."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(),
+                                      torch.nn.Dropout(0.5))
+        self.fc1 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(32),
+                                       torch.nn.ReLU(), torch.nn.Dropout(0.5))
+        self.fc2 = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(self.c1(x)))
+
+
+@pytest.mark.parametrize("repeat", range(2))
+def test_threading_backend_trains_one_at_a_time_and_matches_serial(target, one_thread, repeat):
+    # Threads share torch's generator and torch.fx tracing: they must not train concurrently.
+    from skorch import NeuralNetClassifier
+
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(_DropoutNet(), criterion=torch.nn.CrossEntropyLoss, lr=1e-3)
+    serial = fit(net, target, max_epochs=3, patience=None)
+    with parallel_config(backend="threading"), \
+            pytest.warns(UserWarning, match="threads of this process"):
+        threaded = fit(net, target, max_epochs=3, patience=None, n_jobs=4)
+    assert_same(threaded, serial, target["X_test"])
+
+
+def test_loky_with_a_module_class_that_cannot_be_imported(target, one_thread):
+    # A class defined in a function (or in a notebook's __main__) is not importable by
+    # name in the workers: the candidates must travel without the skorch net.
+    from skorch import NeuralNetClassifier
+
+    class Local(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16),
+                                            torch.nn.ReLU())
+            self.head = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(Local(), criterion=torch.nn.CrossEntropyLoss, lr=1e-3)
+    serial = fit(net, target, max_epochs=2)
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        parallel = fit(net, target, max_epochs=2, n_jobs=2)
+    assert_same(parallel, serial, target["X_test"])

@@ -647,3 +647,29 @@ def test_net_whose_parameters_belong_to_the_root_module(target):
         FlexTuner(net, **FAST).fit(X, y)
     wrapped = NeuralNetClassifier(nn.Sequential(nn.Linear(5, 3)), criterion=nn.CrossEntropyLoss)
     assert FlexTuner(wrapped, **FAST).fit(X, y).units_ == ["0"]
+
+
+@pytest.mark.parametrize("params", [dict(strategy="halving", max_epochs=2),
+                                    dict(strategy="flex", max_units=3, max_epochs=1)])
+def test_progress_bar_ends_at_the_runs_trained(conv4, target, monkeypatch, params):
+    import tqdm.auto
+
+    bars = {}
+
+    class Recording(tqdm.auto.tqdm):
+        def close(self):
+            bars.setdefault(id(self), (self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    tuner = fit(conv4, target, verbose=1, **params)
+    (n, total), = bars.values()
+    assert n == total  # the planned total is an upper bound; the bar ends full
+    if params["strategy"] == "flex":
+        assert n == len(tuner.n_epochs_)  # one run per candidate, single or pair
+
+
+def test_verbose_two_prints_every_epoch(conv4, target, capsys):
+    fit(conv4, target, strategy="ft-fc", max_epochs=2, patience=None, verbose=2)
+    out = capsys.readouterr().out
+    assert out.count("[fc2] epoch") == 2

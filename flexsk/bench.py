@@ -221,6 +221,10 @@ def make_config(*, nets=None, shifts=None, ratios=None, repeats=None, other_repe
                          f"pool), got {opts['ratios']!r}.")
     if isinstance(opts["repeats"], dict):
         repeats = {int(r): int(n) for r, n in opts["repeats"].items()}
+        unused = sorted(set(repeats) - set(ratios))
+        if unused:
+            raise ValueError(f"repeats are given for ratios {unused} that are not in the grid's "
+                             f"ratios {ratios}.")
         missing = [r for r in ratios if r not in repeats]
         for r in missing:
             repeats[r] = int(opts["other_repeats"])
@@ -1238,10 +1242,16 @@ def _parse_repeats(text):
     """``"5"`` -> 5; ``"2:5,10:3"`` -> {2: 5, 10: 3}."""
     if text is None:
         return None
-    if ":" not in text:
-        return int(text)
-    pairs = (item.split(":") for item in text.split(",") if item)
-    return {int(r): int(n) for r, n in pairs}
+    try:
+        if ":" not in text:
+            return int(text)
+        pairs = [item.split(":") for item in text.split(",") if item]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError
+        return {int(r): int(n) for r, n in pairs}
+    except ValueError:
+        raise BenchError(f"--repeats takes N or RATIO:N,RATIO:N,... (e.g. 5 or 2:5,10:2), "
+                         f"got {text!r}.") from None
 
 
 def configure_parser(parser):

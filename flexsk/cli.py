@@ -97,6 +97,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="flexsk", description="Flex-tuning for scikit-learn: choose which unit of a "
         "pretrained network to fine-tune.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"flexsk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     from .datasets import SHIFTS, SPLIT_SIZES

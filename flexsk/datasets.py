@@ -171,7 +171,7 @@ def _sample_photos():
 
 
 def _check_split(split, allowed):
-    if split not in allowed:
+    if not isinstance(split, str) or split not in allowed:
         raise ValueError(f"split must be one of {sorted(allowed)}, got {split!r}.")
 
 
@@ -380,12 +380,18 @@ def _resolve_params(shift, params, image_size):
         p["scale"] = _real("scale", p["scale"], low=0.0, low_open=True)
     elif shift == "mnistm":
         size = p["patch_size"]
+        largest = min(_sample_photos().shape[1:3])
         if size is None:
+            if image_size > largest:
+                raise ValueError(
+                    f"mnistm crops image_size x image_size photo patches by default "
+                    f"(patch_size=None), but the photos are {largest} pixels high: pass "
+                    f"image_size <= {largest}, or a patch_size in [1, {largest}] to resize.")
             size = image_size
         if (isinstance(size, bool) or not isinstance(size, numbers.Integral)
-                or not 1 <= size <= min(_sample_photos().shape[1:3])):
-            raise ValueError("patch_size must be None or an integer in "
-                             f"[1, {min(_sample_photos().shape[1:3])}], got {p['patch_size']!r}.")
+                or not 1 <= size <= largest):
+            raise ValueError(f"patch_size must be None or an integer in [1, {largest}], got "
+                             f"{p['patch_size']!r}.")
         p["patch_size"] = int(size)
     elif shift == "colorspace":
         if p["space"] not in ("yuv", "hsv"):
@@ -753,6 +759,8 @@ def subsample_per_class(y, n_per_class, *, random_state=None):
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}.")
+    if len(y) == 0:
+        raise ValueError("y is empty: there is nothing to draw from.")
     if (isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral)
             or n_per_class < 1):
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}.")

@@ -2,7 +2,9 @@
 
 The functions draw with matplotlib, an optional dependency
 (``pip install "flexsk[plot]"``), imported only when a function is called.
-Each function draws on a given Axes (or a new one) and returns it.
+:func:`plot_unit_scores` and :func:`plot_selection_heatmap` draw on a given
+Axes (or a new one) and return it; :func:`unit_scores_figure` makes a
+Figure of several panels and returns it.
 
 They read either a fitted :class:`~flexsk.FlexTuner` or a *results table*:
 the rows of the CSV written by ``flexsk bench`` (a path to it, or a list of
@@ -10,6 +12,7 @@ dicts such as :func:`flexsk.bench.read_results` returns; raw CSV strings are
 parsed). No pandas needed.
 """
 
+import numbers
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -48,6 +51,8 @@ def _results(results):
 
 def _only(values, what, given):
     values = list(dict.fromkeys(values))
+    if not values:
+        raise ValueError(f"the results hold no rows to plot (no {what}).")
     if given is not None:
         if given not in values:
             raise ValueError(f"no results for {what}={given!r}; the results hold {values}.")
@@ -191,7 +196,12 @@ def _results_unit_scores(rows, net, shift, ratios, include_all, ax):
     shift = _only((r["shift"] for r in flex), "shift", shift)
     flex = [r for r in flex if r["shift"] == shift]
     available = sorted({r["ratio"] for r in flex})
-    ratios = available if ratios is None else [r for r in ratios if r in available]
+    if ratios is not None:
+        unknown = [r for r in ratios if r not in available]
+        if unknown:
+            raise ValueError(f"no flex results at ratios {unknown} for {net}/{shift}; the "
+                             f"results hold ratios {available}.")
+    ratios = available if ratios is None else list(ratios)
     units = flex[0]["units"]
     colours = _pyplot().get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(ratios), 1)))
     keys = None
@@ -276,11 +286,17 @@ def unit_scores_figure(results, *, net=None, shifts=None, ncols=5, include_all=T
     >>> fig.savefig("fig1_conv4.png")  # doctest: +SKIP
     """
     plt = _pyplot()
+    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
     rows = [r for r in _results(results) if r["strategy"] == "flex"]
+    if not rows:
+        raise ValueError("the results hold no 'flex' rows: per-unit scores come from them.")
     net = _only((r["net"] for r in rows), "net", net)
     rows = [r for r in rows if r["net"] == net]
     if shifts is None:
         shifts = list(dict.fromkeys(r["shift"] for r in rows))
+    if not len(shifts):
+        raise ValueError("shifts is empty: pass at least one shift, or None for all.")
     ncols = min(ncols, len(shifts))
     nrows = -(-len(shifts) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows),
@@ -366,7 +382,10 @@ def plot_selection_heatmap(results, *, net=None, methods=("flex", "fast", "faste
     rows = _results(results)
     net = _only((r["net"] for r in rows), "net", net)
     rows = [r for r in rows if r["net"] == net]
-    units = next(r["units"] for r in rows if r.get("units"))
+    units = next((r["units"] for r in rows if r.get("units")), None)
+    if units is None:
+        raise ValueError("the results hold no 'units' column: each row needs the units of "
+                         "its net (as flexsk bench writes them).")
     columns = list(units) + (["all"] if include_all else [])
     shifts = list(dict.fromkeys(r["shift"] for r in rows))
     scenarios = sorted({(r["shift"], r["ratio"]) for r in rows},

@@ -62,7 +62,7 @@ one, with a warning.
 
 import hashlib
 import os
-import tempfile
+import secrets
 import time
 import warnings
 from collections import OrderedDict
@@ -266,9 +266,11 @@ def _cache_path(arch, n_channels, image_size, cache_dir):
 def _save_atomic(state_dict, path):
     """Write ``state_dict`` to ``path`` via a temporary file and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    # A fresh name opened exclusively, with the usual mode (0o666 less the umask):
+    # tempfile.mkstemp would make the file private to its owner.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(state_dict, f)
             f.flush()
             os.fsync(f.fileno())

@@ -1,6 +1,7 @@
 """flexsk bench: the results file (columns, resume, interruption, config) and the tables."""
 
 import csv
+import re
 import json
 
 import numpy as np
@@ -343,3 +344,15 @@ def test_map_at_10_is_tuned_target_against_pretrained_source(tiny_run):
         map_at_k(tuner.transform(X[test]), y[test], gallery, y_source, k=10))
     assert row["source_map_at_10"] == pytest.approx(
         map_at_k(tuner.pretrained_transform(X[test]), y[test], gallery, y_source, k=10))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "2:x"], "--repeats takes N or RATIO:N"),
+    (["--repeats", "x"], "--repeats takes N or RATIO:N"),
+    (["--repeats", "2:5:3"], "--repeats takes N or RATIO:N"),
+    (["--ratios", "2", "--repeats", "10:3"], r"ratios \[10\] that are not in the grid"),
+])
+def test_bad_repeats_are_refused(tmp_path, capsys, argv, message):
+    assert main(["bench", "--output", str(tmp_path / "out"), *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()

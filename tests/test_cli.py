@@ -32,3 +32,12 @@ def test_demo_defaults_parse():
 def test_int_at_least_accepts_valid_values():
     assert int_at_least(8, multiple_of=8)("24") == 24
     assert int_at_least(1, at_most=40)("40") == 40
+
+
+def test_version(capsys):
+    import flexsk
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flexsk {flexsk.__version__}"

@@ -590,3 +590,14 @@ def test_subsample_labels_and_errors():
         subsample_per_class(y, 0)
     with pytest.raises(ValueError, match="positive integer"):
         subsample_per_class(y, 1.5)
+
+
+def test_more_errors_name_the_cause():
+    with pytest.raises(ValueError, match="image_size <= 427"):
+        make_digits_shift("mnistm", image_size=1000)
+    with pytest.raises(ValueError, match="split must be one of"):
+        make_digits_shift("blur", split=["train"])
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_digits_source(split=["train"])
+    with pytest.raises(ValueError, match="y is empty"):
+        subsample_per_class(np.array([]), 2)

@@ -178,3 +178,19 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
         plot_selection_heatmap(_results())
     with pytest.raises(ImportError, match=r'pip install "flexsk\[plot\]"'):
         plot_unit_scores(_results(), shift="noise")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: plot_selection_heatmap([]), "no rows to plot"),
+    (lambda: unit_scores_figure([]), "no 'flex' rows"),
+    (lambda: unit_scores_figure([r for r in _results() if r["strategy"] != "flex"]),
+     "no 'flex' rows"),
+    (lambda: unit_scores_figure(_results(), shifts=[]), "shifts is empty"),
+    (lambda: unit_scores_figure(_results(), ncols=0), "ncols must be a positive integer"),
+    (lambda: plot_selection_heatmap([{k: v for k, v in r.items() if k != "units"}
+                                     for r in _results()]), "no 'units' column"),
+    (lambda: plot_unit_scores(_results(), shift="blur", ratios=[99]), r"ratios \[99\]"),
+])
+def test_bad_results_get_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -287,3 +287,14 @@ def test_cache_name_changes_with_the_recipe(monkeypatch):
     before = zoo._recipe_tag()
     monkeypatch.setitem(zoo._PRETRAIN_EPOCHS, "conv7", zoo._PRETRAIN_EPOCHS["conv7"] + 1)
     assert zoo._recipe_tag() != before
+
+
+def test_cache_file_has_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        load_source_net(**CHEAP, cache_dir=tmp_path, refit=True)
+    finally:
+        os.umask(old)
+    (weights,) = tmp_path.glob("*.pt")
+    assert weights.stat().st_mode & 0o777 == 0o644  # readable by others sharing the cache
+    assert not list(tmp_path.glob("*.tmp"))

@@ -784,14 +784,7 @@ def table3_markdown(rows, *, digits=3):
         for key, scenario in means.items():
             if key[0] != net:
                 continue
-            bold = bold_cells(scenario)
-            cells = []
-            for s in strategies:
-                if s not in scenario:
-                    cells.append("")
-                    continue
-                text = f"{scenario[s]:.{digits}f}"
-                cells.append(f"**{text}**" if s in bold else text)
+            cells = _cells(scenario, strategies, bold_cells(scenario), digits)
             shift = key[2] if key[1] == 1 else f"{key[2]} (3ch)"
             src = source.get(key[:3])
             target = f"{shift} ({src:.2f})" if src is not None else shift
@@ -799,6 +792,18 @@ def table3_markdown(rows, *, digits=3):
         parts.append(f"**{net}**\n\n" + _format_table(
             ["ratio", "target (source acc.)"] + [_label(s) for s in strategies], body))
     return "\n\n".join(parts) + "\n"
+
+
+def _cells(scenario, strategies, bold, digits):
+    """A table row's cells: each strategy's mean, bold if in ``bold``, blank if absent."""
+    cells = []
+    for s in strategies:
+        if s not in scenario:
+            cells.append("")
+            continue
+        text = f"{scenario[s]:.{digits}f}"
+        cells.append(f"**{text}**" if s in bold else text)
+    return cells
 
 
 def summary_line(rows, tol=TIE_TOLERANCE):
@@ -1083,14 +1088,11 @@ def retrieval_markdown(rows, *, digits=3):
                 continue
             src = np.mean(list(source.get(key, {}).values())) if source.get(key) else None
             best = max(scenario.values())
-            cells = []
+            cells = _cells(scenario, strategies,
+                           {s for s, m in scenario.items() if m >= best - 1e-12}, digits)
             for s in strategies:
                 if s in scenario:
-                    text = f"{scenario[s]:.{digits}f}"
-                    cells.append(f"**{text}**" if scenario[s] >= best - 1e-12 else text)
                     totals[s].append(scenario[s])
-                else:
-                    cells.append("")
             if src is not None:
                 totals["pretrained"].append(src)
             shift = key[2] if key[1] == 1 else f"{key[2]} (3ch)"
@@ -1098,15 +1100,11 @@ def retrieval_markdown(rows, *, digits=3):
                         + cells)
         parts.append(f"**{net}**\n\n" + _format_table(
             ["ratio", "target", "pretrained"] + [_label(s) for s in strategies], body))
-    n = len(means)
-    wins = Counter()
-    for scenario in means.values():
-        best = max(scenario.values())
-        wins.update(s for s, m in scenario.items() if m >= best - TIE_TOLERANCE - 1e-12)
+    n, wins = win_counts(rows, field="map_at_10")
     mean_row = ([f"mean over {n} scenarios", f"{np.mean(totals['pretrained']):.{digits}f}"
                  if totals["pretrained"] else ""]
                 + [f"{np.mean(totals[s]):.{digits}f}" for s in strategies])
-    win_row = [f"best or tied-best (of {n})", ""] + [str(wins[s]) for s in strategies]
+    win_row = [f"best or tied-best (of {n})", ""] + [str(wins.get(s, 0)) for s in strategies]
     parts.append(_format_table(["", "pretrained"] + [_label(s) for s in strategies],
                                [mean_row, win_row]))
     return "\n\n".join(parts) + "\n"

@@ -187,10 +187,16 @@ def _mean_scores(rows, column):
     return {k: float(np.mean(v)) for k, v in sums.items()}
 
 
-def _results_unit_scores(rows, net, shift, ratios, include_all, ax):
+def _flex_rows(rows):
+    """The flex rows, which hold every candidate's scores."""
     flex = [r for r in rows if r["strategy"] == "flex"]
     if not flex:
         raise ValueError("the results hold no 'flex' rows: per-unit scores come from them.")
+    return flex
+
+
+def _results_unit_scores(rows, net, shift, ratios, include_all, ax):
+    flex = _flex_rows(rows)
     net = _only((r["net"] for r in flex), "net", net)
     flex = [r for r in flex if r["net"] == net]
     shift = _only((r["shift"] for r in flex), "shift", shift)
@@ -288,9 +294,7 @@ def unit_scores_figure(results, *, net=None, shifts=None, ncols=5, include_all=T
     plt = _pyplot()
     if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
-    rows = [r for r in _results(results) if r["strategy"] == "flex"]
-    if not rows:
-        raise ValueError("the results hold no 'flex' rows: per-unit scores come from them.")
+    rows = _flex_rows(_results(results))
     net = _only((r["net"] for r in rows), "net", net)
     rows = [r for r in rows if r["net"] == net]
     if shifts is None:

@@ -421,7 +421,6 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.keep_candidates:
             self.candidates_ = {k: t.module for k, t in outcome.tuned.items()}
         self.net_ = _net_like(self.base_net, outcome.model.module)
-        self._n_features_out = self._embed(pretrained, X[:1], check=False).shape[1]
         self.fit_time_ = time.perf_counter() - started
         return self
 
@@ -644,8 +643,10 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         ndarray of str
         """
         check_is_fitted(self)
+        probe = np.zeros((1,) + self._input_shape, dtype=np.float32)
+        n_features = self._embed(self._pretrained, probe, check=False).shape[1]
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self._n_features_out)], dtype=object)
+        return np.asarray([f"{prefix}{i}" for i in range(n_features)], dtype=object)
 
     def _embedding_cut(self):
         """Dotted name of the module whose input :meth:`transform` returns."""

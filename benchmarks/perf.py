@@ -26,7 +26,7 @@ from torch import nn
 
 from flexsk import FlexTuner
 from flexsk._training import FineTuning, seed_for
-from flexsk.cli import format_table as table
+from flexsk._text import format_table as table
 from flexsk.datasets import make_digits_shift
 from flexsk.zoo import load_source_net
 

@@ -18,7 +18,6 @@ their dotted module names, and named groups of modules.
 # classifier head (``fc``): the layout of ``torchvision.models.resnet18``
 # (which has four stages and a max-pooling stem), shrunk for 16x16 digits.
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 from torch import nn
@@ -27,7 +26,7 @@ from flexsk import FlexTuner
 from flexsk.datasets import (
     load_digits_source,
     make_digits_shift,
-    subsample_per_class,
+    train_val_test_split,
 )
 
 torch.set_num_threads(1)
@@ -110,12 +109,9 @@ print(f"source test accuracy: {net.score(X_source_test, y_source_test):.3f}")
 # %%
 # The target domain: digits rotated by 30 degrees, 10 per class.
 target = make_digits_shift("rotation")
-X, y, split = target.data, target.target, target.split
-pool = np.flatnonzero(split == "train")
-train = pool[subsample_per_class(y[pool], 10, random_state=0)]
-X_train, y_train = X[train], y[train]
-X_val, y_val = X[split == "val"], y[split == "val"]
-X_test, y_test = X[split == "test"], y[split == "test"]
+X_train, y_train, X_val, y_val, X_test, y_test = train_val_test_split(
+    target, 10, random_state=0
+)
 print(f"target test accuracy before tuning: {net.score(X_test, y_test):.3f}")
 
 # %%

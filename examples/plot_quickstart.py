@@ -17,17 +17,16 @@ rotation calls for, and picks it from validation accuracy.
 # source digits (trained on first use in a few seconds, then cached on
 # disk). :func:`~flexsk.datasets.make_digits_shift` returns the target
 # digits under a shift, split into fixed ``train``, ``val`` and ``test``
-# parts; :func:`~flexsk.datasets.subsample_per_class` draws a small
-# training set from the train part.
+# parts; :func:`~flexsk.datasets.train_val_test_split` draws a small
+# training set from the train part, and returns it with the other two.
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from flexsk import FlexTuner
 from flexsk.datasets import (
     load_digits_source,
     make_digits_shift,
-    subsample_per_class,
+    train_val_test_split,
 )
 from flexsk.zoo import load_source_net
 
@@ -36,13 +35,10 @@ torch.set_num_threads(1)  # these nets are tiny: one thread is the fastest
 net = load_source_net("conv7")  # 5 convolutional and 2 fully connected units
 # every digit turned by 30 degrees:
 target = make_digits_shift("rotation", split="all")
-X, y, split = target.data, target.target, target.split
-pool = np.flatnonzero(split == "train")
 # 10 images per class:
-train = pool[subsample_per_class(y[pool], 10, random_state=0)]
-X_train, y_train = X[train], y[train]
-X_val, y_val = X[split == "val"], y[split == "val"]
-X_test, y_test = X[split == "test"], y[split == "test"]
+X_train, y_train, X_val, y_val, X_test, y_test = train_val_test_split(
+    target, 10, random_state=0
+)
 print(f"train {X_train.shape}, validation {X_val.shape}, test {X_test.shape}")
 
 # %%

@@ -4,8 +4,9 @@ Fine-tune the one unit of a pretrained network that a shifted target domain
 needs, and choose it from the data (Royer & Lampert, WACV 2020).
 """
 
+from ._exceptions import SelectionWarning
 from ._tuner import FlexTuner
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["FlexTuner", "__version__"]
+__all__ = ["FlexTuner", "SelectionWarning", "__version__"]

@@ -12,6 +12,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
+from ._locks import forward_pass, tracing
+
 __all__ = [
     "Selection", "select", "swap_unit", "unit_from", "add_scale_shift",
     "fold_scale_shift", "capture_input", "Cuts", "fingerprint",
@@ -263,10 +265,11 @@ class Cuts:
         self._graphs = {}
         leaves = [name for unit in units for name in unit.modules]
         try:
-            graph = _UnitTracer(leaves).trace(module)
+            with tracing():  # patches nn.Module.__call__ process-wide while it runs
+                graph = _UnitTracer(leaves).trace(module)
         except Exception:  # untraceable (control flow on data, ...): no cuts
             return
-        with torch.no_grad():
+        with torch.no_grad(), forward_pass():
             expected = module(probe)
         for unit in units:
             split = _split_before(graph, unit.modules[0])
@@ -287,7 +290,7 @@ class Cuts:
     @staticmethod
     def _check(module, split, probe, expected):
         try:
-            with torch.no_grad():
+            with torch.no_grad(), forward_pass():
                 inputs = fx.GraphModule(module, split[0])(probe)
                 found = fx.GraphModule(module, split[1])(inputs)
             return torch.allclose(found, expected, rtol=1e-5, atol=1e-6)

@@ -2,12 +2,15 @@
 
 import contextlib
 import copy
+import math
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
+from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -17,14 +20,26 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from . import _surgery, adapters
-from ._training import (PROCESS_LOCK, FineTuning, Optimization, SkorchClassifierLoss,
-                        TargetData, batches, gather, seed_for)
-from .strategies import STRATEGIES
-from .units import resolve_units
+from ._exceptions import SelectionWarning
+from ._locks import forward_pass
+from ._strategies import STRATEGIES
+from ._training import (CrossValidation, Evaluation, FineTuning, FoldModules, Optimization,
+                        Samples, SkorchClassifierLoss, Stopping, TargetData, describe, gather,
+                        seed_for)
+from ._units import resolve_units
 
 __all__ = ["FlexTuner"]
 
 _AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+_PREDICT_BATCH_SIZE = 1024
+
+#: ``patience="auto"``: wait this many epochs, and at least this many optimizer steps.
+AUTO_PATIENCE_EPOCHS = 5
+AUTO_PATIENCE_STEPS = 20
+
+#: Refit trains for the selection run's best number of optimizer steps ("steps") or of
+#: epochs ("epochs"); see the user guide for the measurement behind the choice.
+REFIT_LENGTH = "steps"
 
 
 class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -265,7 +280,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "pixel_adapter": [StrOptions({"color", "spatial", "unet", "auto"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "refit": ["boolean"],
+        "cv": ["cv_object", None],
         "lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "keep_candidates": ["boolean"],
@@ -282,7 +299,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
                  max_units=1, pair_margin=0.01, halving_factor=3, halving_min_epochs=3,
                  pixel_adapter=None,
-                 validation_fraction=0.2, max_epochs=100, patience=5, lr=None,
+                 validation_fraction=0.2, max_epochs=100, patience="auto", refit=True, cv=None,
+                 lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
                  activation_cache="auto", activation_cache_bytes=2 ** 30,
                  precision="float32", channels_last=False, n_jobs=None, random_state=None,
@@ -299,6 +317,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.max_epochs = max_epochs
         self.patience = patience
+        self.refit = refit
+        self.cv = cv
         self.lr = lr
         self.batch_size = batch_size
         self.keep_candidates = keep_candidates
@@ -358,8 +378,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         state = dict(self.__dict__)
         try:
-            with PROCESS_LOCK:
-                return self._fit(X, y, X_val, y_val)
+            return self._fit(X, y, X_val, y_val)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(state)
@@ -378,6 +397,10 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             pretrained = pretrained.to(memory_format=torch.channels_last)
         n_outputs = self._probe(pretrained, X, device, base_seed)
         self.classes_ = _check_labels(np.unique(y), n_outputs, "y")
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"The number of classes has to be greater than one; got 1 class "
+                f"({self.classes_[0]!r}) in y. Selection needs at least two classes.")
 
         if X_val is None:
             train, val = _stratified_split(y, self.validation_fraction,
@@ -393,34 +416,69 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
                                                 X.shape[1:], seed_for(base_seed, "adapters"))
         self._check_unit_options(units)
-        data = TargetData(
-            X_train=self._tensor(X_train, device), y_train=self._encode(y_train, device),
-            X_val=self._tensor(X_val, device), y_val=self._encode(y_val, device),
-            classes=torch.as_tensor(self.classes_, dtype=torch.long, device=device))
-        schedule = STRATEGIES[self.strategy]
-        options = dict(n_fc_units=self.n_fc_units, halving_factor=self.halving_factor,
-                       halving_min_epochs=self.halving_min_epochs)
-        if getattr(schedule, "single_unit", False):
+        classes = torch.as_tensor(self.classes_, dtype=torch.long, device=device)
+        train = Samples(self._tensor(X_train, device), self._encode(y_train, device))
+        val = Samples(self._tensor(X_val, device), self._encode(y_val, device))
+        strategy = STRATEGIES[self.strategy]
+        options = {name: getattr(self, name) for name in strategy.options}
+        if strategy.single_unit:
             options.update(max_units=self.max_units, pair_margin=self.pair_margin)
-        with _progress(self.verbose, schedule, len(units), self.strategy,
-                       options) as progress:
-            ft = FineTuning(pretrained, units, data, self._optimization(net, len(X_train)),
-                            base_seed, progress=progress,
-                            log=_write if self.verbose >= 2 else None,
+        folds = None
+        if self.cv is not None:
+            if not self.refit:
+                raise ValueError("cv scores each candidate on several folds, which gives no "
+                                 "single selection-run model: it needs refit=True.")
+            labelled = train.concat(val)
+            y_all = np.concatenate([y_train, y_val])
+            folds = list(check_cv(self.cv, y_all, classifier=True).split(
+                np.zeros((len(y_all), 1)), y_all))
+        n_runs = strategy.total_runs(len(units), **options) * (len(folds) if folds else 1)
+        n_runs += 1 if self.refit else 0
+        with _progress(self.verbose, n_runs, self.strategy) as progress:
+            settings = dict(progress=progress, log=_write if self.verbose >= 2 else None,
                             cache=self.activation_cache,
                             cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
-            outcome = schedule(ft, **options)
+
+            def fine_tuning(train, val, seed):
+                return FineTuning(pretrained, units, TargetData(train, val, classes),
+                                  self._optimization(net, len(train)), seed, **settings)
+
+            if folds is None:
+                ft = fine_tuning(train, val, base_seed)
+            else:
+                ft = CrossValidation(
+                    [fine_tuning(labelled.subset(t), labelled.subset(v),
+                                 seed_for(base_seed, ("fold", i)))
+                     for i, (t, v) in enumerate(folds)],
+                    fine_tuning(labelled, None, base_seed))
+            optimization = ft.optimization
+            outcome = strategy(ft, **options)
+            _check_selection(ft, outcome, self.strategy, optimization.lr)
+            selected = outcome.model
+            model, refit_epochs = selected.module, None  # cv needs refit: see above
+            refit_started = time.perf_counter()
+            if self.refit:
+                model, refit_epochs = _refit(ft, outcome)
+            refit_time = time.perf_counter() - refit_started
 
         self._units = units
         self._pretrained = pretrained
         self.units_ = [unit.name for unit in units]
         self.selected_unit_ = outcome.selected
-        self.proxy_scores_ = dict(outcome.proxy_scores)
+        proxies = outcome.proxy_scores
+        self.proxy_scores_ = {k: _accuracy_of(v) for k, v in proxies.items()}
+        self.proxy_losses_ = {k: v.loss for k, v in proxies.items() if isinstance(v, Evaluation)}
         self.validation_scores_ = {k: t.val_score for k, t in outcome.tuned.items()}
+        self.validation_losses_ = {k: t.val_loss for k, t in outcome.tuned.items()}
         self.n_epochs_ = {k: t.n_epochs for k, t in outcome.tuned.items()}
-        if self.keep_candidates:
-            self.candidates_ = {k: t.module for k, t in outcome.tuned.items()}
-        self.net_ = _net_like(self.base_net, outcome.model.module)
+        self.best_epochs_ = {k: t.best_epoch for k, t in outcome.tuned.items()}
+        self.refit_epochs_ = refit_epochs
+        self.refit_time_ = refit_time
+        kept = outcome.tuned if self.keep_candidates else {outcome.selected: selected}
+        # with cv, a candidate's models are one per fold: the first fold's stands for it
+        self.candidates_ = {k: t.module[0] if isinstance(ft, CrossValidation) else t.module
+                            for k, t in kept.items()}
+        self.net_ = _net_like(self.base_net, model)
         self.fit_time_ = time.perf_counter() - started
         return self
 
@@ -430,10 +488,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             batch_size = n_train
         kwargs = dict(net.get_params_for("optimizer"))
         kwargs.pop("lr", None)
+        steps_per_epoch = math.ceil(n_train / batch_size)
         return Optimization(
             optimizer=net.optimizer, optimizer_kwargs=kwargs,
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
-            max_epochs=self.max_epochs, patience=self.patience,
+            stopping=Stopping(self.max_epochs, _patience_epochs(self.patience, steps_per_epoch)),
             get_loss=_loss_of(net),
             probabilities=_outputs_probabilities(net),
             autocast_dtype=_AUTOCAST_DTYPES[self.precision])
@@ -446,8 +505,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.strategy == "ft-fc" and self.n_fc_units > len(units):
             raise ValueError(f"n_fc_units={self.n_fc_units} exceeds the {len(units)} units "
                              f"{names}.")
-        if self.max_units > 1 and not getattr(STRATEGIES[self.strategy], "single_unit", False):
-            single = sorted(k for k, s in STRATEGIES.items() if getattr(s, "single_unit", False))
+        if self.max_units > 1 and not STRATEGIES[self.strategy].single_unit:
+            single = sorted(name for name, s in STRATEGIES.items() if s.single_unit)
             raise ValueError(
                 f"max_units={self.max_units} grows the single unit that a selection strategy "
                 f"picks ({', '.join(single)}); strategy={self.strategy!r} tunes a fixed "
@@ -541,10 +600,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         dtype = _AUTOCAST_DTYPES[self.precision]
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
                     else contextlib.nullcontext())
-        with PROCESS_LOCK, torch.no_grad(), autocast:
-            for idx in batches(len(X), 1024):
-                batch = self._tensor(X[idx], device)
-                results.append((fn or module)(batch).float().cpu())
+        with torch.no_grad(), autocast:
+            for start in range(0, len(X), _PREDICT_BATCH_SIZE):
+                batch = self._tensor(X[start:start + _PREDICT_BATCH_SIZE], device)
+                with forward_pass():
+                    results.append(_first((fn or module)(batch)).float().cpu())
         return torch.cat(results).numpy()
 
     def _tensor(self, X, device):
@@ -561,7 +621,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         probabilities = _outputs_probabilities(self.net_)
 
         def proba(batch):
-            p = nonlinearity(gather(module(batch).float(), classes, probabilities))
+            p = nonlinearity(gather(_first(module(batch)).float(), classes, probabilities))
             return p / p.sum(dim=1, keepdim=True)
 
         return self._outputs(module, X, proba)
@@ -870,16 +930,87 @@ def _stratified_split(y, fraction, rng):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def _first(outputs):
+    """A module's output, or the first element of a tuple output (skorch's convention)."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _accuracy_of(score):
+    return score.accuracy if isinstance(score, Evaluation) else score
+
+
+def _patience_epochs(patience, steps_per_epoch):
+    """``patience`` in epochs: ``"auto"`` waits AUTO_PATIENCE_EPOCHS epochs and at least
+    AUTO_PATIENCE_STEPS optimizer steps."""
+    if patience != "auto":
+        return patience
+    return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
+
+
+def _check_selection(ft, outcome, strategy, lr):
+    """Raise when every run diverged; warn when the selection means little."""
+    runs = ft.runs
+    diverged = list(dict.fromkeys(describe(key) for key, run in runs if run.diverged))
+    if runs and all(run.diverged for _, run in runs):
+        raise ValueError(
+            f"Training diverged (non-finite loss) at lr={lr:g} in every run "
+            f"({', '.join(diverged)}): nothing to select. Use a smaller lr.")
+    if diverged:
+        warnings.warn(SelectionWarning(
+            f"Training diverged (non-finite loss) at lr={lr:g} for {', '.join(diverged)}; "
+            f"diverged runs are never selected. A smaller lr may help."), stacklevel=5)
+        if strategy in ("fast", "faster") and runs[0][0] == "all" and runs[0][1].diverged:
+            warnings.warn(SelectionWarning(
+                f"The ft-all run that {strategy} builds its proxy nets from diverged, so the "
+                f"proxy scores mean nothing and the unit {describe(outcome.selected)!r} was "
+                f"picked blindly. Use a smaller lr, or strategy='flex'."), stacklevel=5)
+    proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
+    pretrained = ft.pretrained_evaluation if proxies else None
+    if not any(run.improved for _, run in runs) and not any(
+            proxy.improves_on(pretrained) for proxy in proxies):
+        warnings.warn(SelectionWarning(
+            f"No training run improved on the pretrained weights on validation data (neither "
+            f"accuracy nor loss), and no proxy net did: every candidate ties with the "
+            f"pretrained net, so the selected {describe(outcome.selected)!r} means nothing "
+            f"and the model is the pretrained one. Use a larger lr (now {lr:g}) or more "
+            f"epochs."), stacklevel=5)
+
+
+def _refit(ft, outcome):
+    """Retrain the pick from the pretrained weights on training and validation data.
+
+    The run lasts as long as the selection run took to reach its best epoch
+    (REFIT_LENGTH: in optimizer steps or in epochs); a pick that peaked at
+    epoch 0 stays the pretrained net. Returns the module and the epochs trained.
+    """
+    chosen = outcome.model
+    if chosen.best_epoch == 0:
+        return copy.deepcopy(ft.pretrained).eval(), 0
+    all_data = ft.on_all_data()
+    if REFIT_LENGTH == "steps":
+        stopping = Stopping(max_epochs=chosen.best_epoch * chosen.steps_per_epoch,
+                            max_steps=chosen.best_epoch * chosen.steps_per_epoch)
+    else:
+        stopping = Stopping(max_epochs=chosen.best_epoch)
+    run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
+    if run.diverged:
+        warnings.warn(SelectionWarning(
+            f"Refitting {describe(outcome.selected)!r} on the training and validation data "
+            f"diverged (non-finite loss); the model is the selection run's."), stacklevel=5)
+        module = chosen.module
+        return (module[0] if isinstance(module, FoldModules) else module), None
+    return run.module, run.n_epochs
+
+
 class _progress:
     """A tqdm bar over the training runs of one fit (verbose >= 1)."""
 
-    def __init__(self, verbose, schedule, n_units, strategy, options):
+    def __init__(self, verbose, n_runs, strategy):
         self.bar = None
         if verbose >= 1:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=schedule.n_runs(n_units, **options),
-                            desc=f"FlexTuner({strategy})", unit="run")
+            self.bar = tqdm(total=n_runs, desc=f"FlexTuner({strategy})", unit="run")
 
     def __enter__(self):
         if self.bar is None:

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .units import Unit
+from ._units import Unit
 
 __all__ = ["ColorAdapter", "SpatialAdapter", "UNetAdapter", "AdaptedNet", "ADAPTERS",
            "MIN_IMAGE_SIZE"]

@@ -1,36 +1,24 @@
-"""The ``flexsk`` command line: ``flexsk demo`` (the main job) and ``flexsk bench``."""
+"""The ``flexsk`` command line: ``flexsk demo`` (the main job) and ``flexsk bench``.
+
+Only argument parsing and exit codes live here, on top of :mod:`flexsk._demo`
+and :mod:`flexsk.bench`; nothing in flexsk imports this module.
+"""
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
+from . import __version__
+from ._demo import run_demo
+from .bench import (DEFAULT_OUTPUT, DEFAULTS, QUICK_OUTPUT, RESULTS_CSV, STRATEGIES, BenchError,
+                    make_config, run_bench, write_reports)
+from .datasets import COLOUR_SHIFTS, SHIFTS, SPLIT_SIZES
+from .zoo import ARCHS
 
 __all__ = ["main"]
 
-#: Strategies the demo compares, as (label, FlexTuner parameters).
-DEMO_STRATEGIES = [
-    ("flex", dict(strategy="flex")),
-    ("fast", dict(strategy="fast")),
-    ("faster", dict(strategy="faster")),
-    ("ft-fc (1)", dict(strategy="ft-fc", n_fc_units=1)),
-    ("ft-fc (2)", dict(strategy="ft-fc", n_fc_units=2)),
-    ("ft-ss", dict(strategy="ft-ss")),
-    ("ft-all", dict(strategy="ft-all")),
-]
-
-
-def format_table(headers, rows):
-    """A plain-text table with aligned columns (markdown compatible)."""
-    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-def _describe_unit(selected):
-    return "+".join(selected) if isinstance(selected, tuple) else str(selected)
+ESTIMATOR_DEFAULT = "default: the estimator's (FlexTuner's)"
 
 
 def int_at_least(minimum, *, multiple_of=1, at_most=None):
@@ -52,44 +40,134 @@ def int_at_least(minimum, *, multiple_of=1, at_most=None):
     return parse
 
 
+# ----------------------------------------------------------------------------
+# flexsk demo
+# ----------------------------------------------------------------------------
+
+def _configure_demo(parser):
+    parser.add_argument("--arch", choices=ARCHS, default="conv7",
+                        help="zoo net (default: conv7)")
+    parser.add_argument("--shift", choices=[s for s in SHIFTS if s not in COLOUR_SHIFTS],
+                        default="rotation", help="target domain shift (default: rotation)")
+    pool = SPLIT_SIZES["target_train"]
+    parser.add_argument("--n-per-class", type=int_at_least(1, at_most=pool), default=2,
+                        help=f"training images per class, 1 to {pool} (default: 2; the "
+                        "validation set is the fixed 20 per class)")
+    parser.add_argument("--image-size", type=int_at_least(8, multiple_of=8), default=16,
+                        help="image side, a multiple of 8 (default: 16)")
+    parser.add_argument("--max-epochs", type=int_at_least(1), default=None,
+                        help=ESTIMATOR_DEFAULT)
+    parser.add_argument("--patience", type=int_at_least(1), default=None,
+                        help=ESTIMATOR_DEFAULT)
+    parser.add_argument("--random-state", type=int, default=0, help="default: 0")
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
+                        help="torch threads (default: 1, the fastest for these small nets and "
+                        "robust on a busy machine)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=demo)
+
+
 def demo(args):
-    """Pretrain (or load) a zoo net, shift the digits, and compare every strategy."""
-    from tqdm.auto import tqdm
+    """``flexsk demo``: every strategy on one shifted target."""
+    run_demo(arch=args.arch, shift=args.shift, n_per_class=args.n_per_class,
+             image_size=args.image_size, max_epochs=args.max_epochs, patience=args.patience,
+             random_state=args.random_state, threads=args.threads, progress=not args.quiet)
+    return 0
 
-    from . import FlexTuner
-    from .datasets import make_digits_shift, subsample_per_class
-    from .zoo import load_source_net
 
-    import torch
+# ----------------------------------------------------------------------------
+# flexsk bench
+# ----------------------------------------------------------------------------
 
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    net = load_source_net(args.arch, image_size=args.image_size, verbose=1)
-    bunch = make_digits_shift(args.shift, image_size=args.image_size,
-                              random_state=args.random_state)
-    pool = np.flatnonzero(bunch.split == "train")
-    train = pool[subsample_per_class(bunch.target[pool], args.n_per_class,
-                                     random_state=args.random_state)]
-    val, test = (np.flatnonzero(bunch.split == s) for s in ("val", "test"))
-    X, y = bunch.data, bunch.target
-    source_accuracy = float(np.mean(net.predict(X[test]) == y[test]))
-    print(f"Source net {args.arch} ({args.image_size}px) on the {args.shift!r} target: "
-          f"test accuracy {source_accuracy:.3f} before tuning.")
-    print(f"Target: {len(train)} training images ({args.n_per_class} per class), "
-          f"{len(val)} validation, {len(test)} test.")
+def _words(values):
+    """``--shifts blur,noise rotation`` -> ["blur", "noise", "rotation"]."""
+    if values is None:
+        return None
+    return [w for v in values for w in v.split(",") if w]
 
-    rows = []
-    for label, params in tqdm(DEMO_STRATEGIES, desc="strategies", unit="strategy",
-                              disable=args.quiet):
-        tuner = FlexTuner(net, max_epochs=args.max_epochs, patience=args.patience,
-                          random_state=args.random_state, **params)
-        tuner.fit(X[train], y[train], X_val=X[val], y_val=y[val])
-        rows.append((label, f"{tuner.score(X[test], y[test]):.3f}",
-                     _describe_unit(tuner.selected_unit_), f"{tuner.fit_time_:.1f}"))
-    print()
-    print(format_table(["strategy", "test accuracy", "selected unit", "fit seconds"], rows))
-    print(f"\n(source net before tuning: {source_accuracy:.3f}; units: "
-          f"{', '.join(tuner.units_)}; total {time.perf_counter() - started:.1f} s)")
+
+def _parse_repeats(text):
+    """``"5"`` -> 5; ``"2:5,10:3"`` -> {2: 5, 10: 3}."""
+    if text is None:
+        return None
+    try:
+        if ":" not in text:
+            return int(text)
+        pairs = [item.split(":") for item in text.split(",") if item]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError
+        return {int(r): int(n) for r, n in pairs}
+    except ValueError:
+        raise BenchError(f"--repeats takes N or RATIO:N,RATIO:N,... (e.g. 5 or 2:5,10:2), "
+                         f"got {text!r}.") from None
+
+
+def _configure_bench(parser):
+    parser.description = (
+        "Run the grid of source nets x shifts x ratios x strategies x repeats, appending "
+        "one CSV row per run (resumable), then write Table 3 / Table 4 style markdown "
+        "tables and Figure 1 / Figure 2 style PNGs into the output directory.")
+    parser.add_argument("--output", metavar="DIR", default=None,
+                        help=f"results directory (default: {DEFAULT_OUTPUT}/, with --quick "
+                        f"{QUICK_OUTPUT}/)")
+    parser.add_argument("--nets", nargs="+", metavar="NET", default=None,
+                        help=f"zoo nets, from {', '.join(ARCHS)} (default: both)")
+    parser.add_argument("--shifts", nargs="+", metavar="SHIFT", default=None,
+                        help=f"shifts, from {', '.join(SHIFTS)} (default: all)")
+    parser.add_argument("--ratios", nargs="+", type=int, metavar="N", default=None,
+                        help="training images per class (default: 2 10 40)")
+    parser.add_argument("--repeats", default=None, metavar="N|R:N,...",
+                        help="repeats of the scarcest ratio (default: 5), or per ratio, "
+                        "e.g. 2:5,10:2")
+    parser.add_argument("--other-repeats", type=int, default=None, metavar="N",
+                        help="repeats of the other ratios (default: 1)")
+    parser.add_argument("--strategies", nargs="+", metavar="S", default=None,
+                        help=f"strategies, from {', '.join(STRATEGIES)} (default: all)")
+    parser.add_argument("--max-epochs", type=int, default=None, help=ESTIMATOR_DEFAULT)
+    parser.add_argument("--patience", type=int, default=None, help=ESTIMATOR_DEFAULT)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"image side, a multiple of 8 (default: {DEFAULTS['image_size']})")
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
+                        help="torch intra-op threads (default: 1, the fastest on a shared "
+                        "machine)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small grid (conv4; blur, rotation, mnistm; ratios 2 and 10; "
+                        "2 repeats at ratio 2): about a minute on 2 cores")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only regenerate the tables and figures from the CSV")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=bench)
+
+
+def bench(args):
+    """``flexsk bench``: run (or resume) the grid, then write the reports.
+
+    Exit codes: 0 done, 2 refused (bad option, busy or damaged output
+    directory; one line on stderr), 130 interrupted (finished runs kept).
+    """
+    output = Path(args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT))
+    try:
+        if not args.report_only:
+            try:
+                config = make_config(
+                    nets=_words(args.nets), shifts=_words(args.shifts), ratios=args.ratios,
+                    repeats=_parse_repeats(args.repeats), other_repeats=args.other_repeats,
+                    strategies=_words(args.strategies), max_epochs=args.max_epochs,
+                    patience=args.patience, image_size=args.image_size, quick=args.quick)
+            except ValueError as exc:
+                raise BenchError(str(exc)) from exc
+            started = time.perf_counter()
+            try:
+                run_bench(config, output, threads=args.threads, progress=not args.quiet)
+            except KeyboardInterrupt:
+                print(f"\nInterrupted: every finished run is saved in {output / RESULTS_CSV}; "
+                      f"rerun the same command to resume.", file=sys.stderr)
+                return 130
+            print(f"Wall time of this session: {time.perf_counter() - started:.0f} s.")
+        write_reports(output)
+    except (BenchError, OSError) as exc:
+        print(f"flexsk bench: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -97,42 +175,13 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="flexsk", description="Flex-tuning for scikit-learn: choose which unit of a "
         "pretrained network to fine-tune.")
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"flexsk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    from .datasets import SHIFTS, SPLIT_SIZES
-    from .zoo import ARCHS
-
-    p = commands.add_parser("demo", help="compare every strategy on embedded data "
-                            "(no downloads)")
-    p.add_argument("--arch", choices=ARCHS, default="conv7", help="zoo net (default: conv7)")
-    p.add_argument("--shift", choices=[s for s in SHIFTS if s not in ("mnistm", "colorspace")],
-                   default="rotation", help="target domain shift (default: rotation)")
-    pool = SPLIT_SIZES["target_train"]
-    p.add_argument("--n-per-class", type=int_at_least(1, at_most=pool), default=2,
-                   help=f"training images per class, 1 to {pool} (default: 2; the validation "
-                   "set is the fixed 20 per class)")
-    p.add_argument("--image-size", type=int_at_least(8, multiple_of=8), default=16,
-                   help="image side, a multiple of 8 (default: 16)")
-    p.add_argument("--max-epochs", type=int_at_least(1), default=100, help="default: 100")
-    p.add_argument("--patience", type=int_at_least(1), default=10,
-                   help="default: 10 (as flexsk bench: with 2 images per class an epoch is "
-                   "one step)")
-    p.add_argument("--random-state", type=int, default=0, help="default: 0")
-    p.add_argument("--threads", type=int_at_least(1), default=1,
-                   help="torch threads (default: 1, the fastest for these small nets and "
-                   "robust on a busy machine)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=demo)
-
-    from . import bench
-
-    p = commands.add_parser("bench", help="run the paper's benchmark grid (resumable) and "
-                            "write its tables and figures")
-    bench.configure_parser(p)
-    p.set_defaults(func=bench.main)
+    _configure_demo(commands.add_parser(
+        "demo", help="compare every strategy on embedded data (no downloads)"))
+    _configure_bench(commands.add_parser(
+        "bench", help="run the paper's benchmark grid (resumable) and write its tables and "
+        "figures"))
     return parser
 
 

@@ -51,7 +51,9 @@ pretrained net completely, while being trivial to undo in the first layer.
 
 Training subsets of the target ``"train"`` pool are drawn, as in the paper's
 protocol, with :func:`subsample_per_class`: class-stratified, and nested across
-sizes for a fixed ``random_state``.
+sizes for a fixed ``random_state``. :func:`train_val_test_split` does the whole
+split of a target domain in one call: such a training subset, and the fixed
+validation and test parts.
 """
 
 import functools
@@ -64,14 +66,21 @@ import torch.nn.functional as F
 from scipy import ndimage
 from sklearn.datasets import load_digits, load_sample_images
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import (HasMethods, Interval, Options, StrOptions,
+                                             validate_params)
+
+from ._checks import IMAGE_SIZE, check_not_bool
 
 __all__ = [
     "SPLIT_SIZES",
+    "PARTITION_SEED",
     "SHIFTS",
     "SHIFT_DEFAULTS",
+    "COLOUR_SHIFTS",
     "load_digits_source",
     "make_digits_shift",
     "subsample_per_class",
+    "train_val_test_split",
 ]
 
 #: Images per class in each part of the fixed digits partition.
@@ -83,7 +92,9 @@ SPLIT_SIZES = {
     "target_test": 34,
 }
 
-_PARTITION_SEED = 0
+#: Seed of the fixed per-class permutation that cuts the digits into the parts
+#: of :data:`SPLIT_SIZES` (the same for every ``random_state``).
+PARTITION_SEED = 0
 #: Seed of the fixed per-digit colours of the colour source domain.
 _COLOUR_SEED = 2020
 #: Per-channel ranges of the colour source's background and foreground colours.
@@ -110,7 +121,7 @@ def _digits_cached():
 @functools.lru_cache(maxsize=1)
 def _partition_cached():
     y = _digits_cached()[1]
-    rng = np.random.RandomState(_PARTITION_SEED)
+    rng = np.random.RandomState(PARTITION_SEED)
     parts = {name: [] for name in SPLIT_SIZES}
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
@@ -170,18 +181,6 @@ def _sample_photos():
     return _readonly(photos)
 
 
-def _check_split(split, allowed):
-    if not isinstance(split, str) or split not in allowed:
-        raise ValueError(f"split must be one of {sorted(allowed)}, got {split!r}.")
-
-
-def _check_image_size(image_size):
-    if (not isinstance(image_size, numbers.Integral) or isinstance(image_size, bool)
-            or image_size < 8):
-        raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
-    return int(image_size)
-
-
 def _render(grey, idx, n_channels):
     """Render grey digits ``(N, 1, S, S)`` as the 1- or 3-channel source renders them.
 
@@ -198,6 +197,15 @@ def _render(grey, idx, n_channels):
     return np.ascontiguousarray(colour, dtype=np.float32)
 
 
+@validate_params(
+    {
+        "split": [StrOptions({"train", "test", "all"})],
+        "image_size": [IMAGE_SIZE],
+        "n_channels": [Options(numbers.Integral, {1, 3})],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_digits_source(*, split="train", image_size=16, n_channels=1, return_X_y=False):
     """Load the source domain: clean digits, upsampled.
 
@@ -243,10 +251,8 @@ def load_digits_source(*, split="train", image_size=16, n_channels=1, return_X_y
     >>> load_digits_source(split="test", n_channels=3).data.shape
     (200, 3, 16, 16)
     """
-    _check_split(split, {"train", "test", "all"})
-    if n_channels not in (1, 3) or isinstance(n_channels, bool):
-        raise ValueError(f"n_channels must be 1 or 3, got {n_channels!r}.")
-    image_size = _check_image_size(image_size)
+    check_not_bool("load_digits_source", n_channels=n_channels)
+    image_size, n_channels = int(image_size), int(n_channels)
     parts = _partition_cached()
     if split == "all":
         idx = np.sort(np.concatenate([parts["source_train"], parts["source_test"]]))
@@ -291,10 +297,9 @@ SHIFT_DEFAULTS = MappingProxyType({
 #: Names of the shifts of :func:`make_digits_shift`.
 SHIFTS = tuple(SHIFT_DEFAULTS)
 
-#: Shifts that are random per image (driven by ``random_state``).
-_RANDOM_SHIFTS = frozenset({"noise", "occlusion", "random_affine", "mnistm"})
-#: Shifts that only exist in colour (natural channel count 3).
-_COLOUR_SHIFTS = frozenset({"mnistm", "colorspace"})
+#: The colour shifts: they only exist in colour, so their natural channel count
+#: is 3 (the zoo's three-channel nets); every other shift is grey.
+COLOUR_SHIFTS = ("mnistm", "colorspace")
 _SHIFT_KINDS = {
     "blur": "pixel-level", "noise": "pixel-level", "occlusion": "pixel-level",
     "random_affine": "geometric", "fixed_affine": "geometric", "rotation": "geometric",
@@ -567,6 +572,17 @@ def _target_clean(image_size, n_channels):
             split_of.astype(str), idx)
 
 
+@validate_params(
+    {
+        "shift": [StrOptions(set(SHIFTS))],
+        "split": [StrOptions({"train", "val", "test", "all"})],
+        "image_size": [IMAGE_SIZE],
+        "n_channels": [Options(numbers.Integral, {1, 3}), None],
+        "random_state": ["random_state"],
+        "return_X_y": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_digits_shift(shift, *, split="all", image_size=16, n_channels=None, random_state=0,
                       return_X_y=False, **shift_params):
     """Load a target domain: the target digits under a domain shift.
@@ -679,14 +695,11 @@ def make_digits_shift(shift, *, split="all", image_size=16, n_channels=None, ran
     >>> X.shape
     (340, 3, 16, 16)
     """
-    image_size = _check_image_size(image_size)
+    check_not_bool("make_digits_shift", n_channels=n_channels)
+    image_size = int(image_size)
     params = _resolve_params(shift, shift_params, image_size)
-    _check_split(split, {"train", "val", "test", "all"})
-    natural = 3 if shift in _COLOUR_SHIFTS else 1
-    if n_channels is None:
-        n_channels = natural
-    if isinstance(n_channels, bool) or n_channels not in (1, 3):
-        raise ValueError(f"n_channels must be None, 1 or 3, got {n_channels!r}.")
+    natural = 3 if shift in COLOUR_SHIFTS else 1
+    n_channels = natural if n_channels is None else int(n_channels)
     if n_channels == 1 and natural == 3:
         raise ValueError(f"Shift {shift!r} is a colour shift and needs n_channels=3 "
                          "(or None); got n_channels=1.")
@@ -716,6 +729,14 @@ def make_digits_shift(shift, *, split="all", image_size=16, n_channels=None, ran
 # Subsampling
 # ----------------------------------------------------------------------------
 
+@validate_params(
+    {
+        "y": ["array-like"],
+        "n_per_class": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def subsample_per_class(y, n_per_class, *, random_state=None):
     """Class-stratified, nested subsample: ``n_per_class`` indices of every class.
 
@@ -756,14 +777,12 @@ def subsample_per_class(y, n_per_class, *, random_state=None):
     >>> np.bincount(y[small]).tolist(), bool(np.isin(small, large).all())
     ([2, 2, 2], True)
     """
+    check_not_bool("subsample_per_class", n_per_class=n_per_class)
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}.")
     if len(y) == 0:
         raise ValueError("y is empty: there is nothing to draw from.")
-    if (isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral)
-            or n_per_class < 1):
-        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}.")
     rng = check_random_state(random_state)
     classes, counts = np.unique(y, return_counts=True)
     short = {c.item() if hasattr(c, "item") else c: int(k)
@@ -776,3 +795,74 @@ def subsample_per_class(y, n_per_class, *, random_state=None):
         members = np.flatnonzero(y == label)
         chosen.append(rng.permutation(members)[:n_per_class])
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+@validate_params(
+    {
+        "bunch": [HasMethods(["keys"])],
+        "n_per_class": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def train_val_test_split(bunch, n_per_class, *, random_state=None):
+    """Split a target domain: a small training set, and the fixed validation and test parts.
+
+    The training set is :func:`subsample_per_class` of the ``"train"`` rows
+    (the pool of 40 images per class), so for a fixed ``random_state`` the
+    training sets of different sizes are nested, as in the paper's protocol.
+    The validation and test sets are all the ``"val"`` and ``"test"`` rows,
+    the same for every size and seed. Rows keep the order of ``bunch``.
+
+    Parameters
+    ----------
+    bunch : :class:`~sklearn.utils.Bunch`
+        A target domain from :func:`make_digits_shift` with ``split="all"``:
+        ``data``, ``target`` and the part of each row, ``split``.
+    n_per_class : int
+        Training images per class, from 1 to the pool's 40
+        (``SPLIT_SIZES["target_train"]``).
+    random_state : int, RandomState instance or None, default=None
+        Draws the training subset; use the repeat's number for repeats.
+
+    Returns
+    -------
+    X_train, y_train : ndarray
+        ``n_per_class`` images of every class from the ``"train"`` part.
+    X_val, y_val : ndarray
+        The whole ``"val"`` part (20 images per class).
+    X_test, y_test : ndarray
+        The whole ``"test"`` part (34 images per class).
+
+    Raises
+    ------
+    ValueError
+        If ``bunch`` has no ``data``, ``target`` or ``split``, or a class has
+        fewer than ``n_per_class`` training images.
+
+    See Also
+    --------
+    subsample_per_class : The stratified, nested draw of the training set.
+
+    Examples
+    --------
+    >>> from flexsk.datasets import make_digits_shift, train_val_test_split
+    >>> target = make_digits_shift("rotation")
+    >>> X_train, y_train, X_val, y_val, X_test, y_test = train_val_test_split(
+    ...     target, 10, random_state=0)
+    >>> X_train.shape, X_val.shape, X_test.shape
+    ((100, 1, 16, 16), (200, 1, 16, 16), (340, 1, 16, 16))
+    """
+    missing = [key for key in ("data", "target", "split") if key not in bunch]
+    if missing:
+        raise ValueError(f"bunch must hold data, target and split (as make_digits_shift "
+                         f"returns with split='all'); it has no {', '.join(missing)}.")
+    X, y, split = bunch["data"], np.asarray(bunch["target"]), np.asarray(bunch["split"])
+    pool, val, test = (np.flatnonzero(split == part) for part in ("train", "val", "test"))
+    empty = [part for part, rows in zip(("train", "val", "test"), (pool, val, test))
+             if not len(rows)]
+    if empty:
+        raise ValueError(f"bunch has no {', '.join(map(repr, empty))} rows: make it with "
+                         f"make_digits_shift(..., split='all').")
+    train = pool[subsample_per_class(y[pool], n_per_class, random_state=random_state)]
+    return X[train], y[train], X[val], y[val], X[test], y[test]

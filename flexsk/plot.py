@@ -12,11 +12,19 @@ dicts such as :func:`flexsk.bench.read_results` returns; raw CSV strings are
 parsed). No pandas needed.
 """
 
-import numbers
+import os
 from collections import Counter, defaultdict
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils.validation import check_is_fitted
+
+# The bench's results reader (flexsk.bench.read_results, parse_row), from the
+# module that defines it: the bench's reports import this module for figures.
+from .bench._results import best_key, key_name, parse_row, read_results
 
 __all__ = ["plot_unit_scores", "plot_selection_heatmap", "unit_scores_figure"]
 
@@ -42,8 +50,6 @@ def _axes(ax, figsize=(5, 3.5)):
 
 
 def _results(results):
-    from .bench import parse_row, read_results
-
     if isinstance(results, (str, Path)):
         return read_results(results)
     return [parse_row(dict(row)) for row in results]
@@ -62,10 +68,19 @@ def _only(values, what, given):
     return values[0]
 
 
-def _key_name(key):
-    return "+".join(key) if isinstance(key, tuple) else str(key)
-
-
+@validate_params(
+    {
+        "tuner_or_results": [HasMethods(["fit", "get_params"]), list, tuple, str, os.PathLike],
+        "X_test": ["array-like", None],
+        "y_test": ["array-like", None],
+        "net": [str, None],
+        "shift": [str, None],
+        "ratios": ["array-like", None],
+        "include_all": ["boolean"],
+        "ax": [HasMethods(["plot"]), None],
+    },
+    prefer_skip_nested_validation=False,  # a tuner's methods validate their input
+)
 def plot_unit_scores(tuner_or_results, *, X_test=None, y_test=None, net=None, shift=None,
                      ratios=None, include_all=True, ax=None):
     """Validation (solid) and test (dashed) accuracy of tuning each single unit.
@@ -151,10 +166,8 @@ def _candidate_keys(units, available, include_all):
 
 
 def _tuner_unit_scores(tuner, X_test, y_test, include_all, ax):
-    from sklearn.utils.validation import check_is_fitted
-
     check_is_fitted(tuner)
-    val = {_key_name(k): v for k, v in tuner.validation_scores_.items()}
+    val = {key_name(k): v for k, v in tuner.validation_scores_.items()}
     keys = _candidate_keys(tuner.units_, val, include_all)
     if not keys:
         raise ValueError(f"the tuner has no single-unit candidates to plot (strategy="
@@ -162,13 +175,13 @@ def _tuner_unit_scores(tuner, X_test, y_test, include_all, ax):
     x = np.arange(len(keys))
     ax.plot(x, [val[k] for k in keys], "-o", color="tab:blue", label="validation")
     if X_test is not None:
-        if not hasattr(tuner, "candidates_"):
+        if not tuner.keep_candidates:
             raise ValueError("test scores need the candidates: fit the tuner with "
                              "keep_candidates=True.")
-        test = {_key_name(k): v for k, v in tuner.score_candidates(X_test, y_test).items()}
+        test = {key_name(k): v for k, v in tuner.score_candidates(X_test, y_test).items()}
         ax.plot(x, [test[k] for k in keys], "--o", color="tab:blue", label="test",
                 markerfacecolor="none")
-    selected = _key_name(tuner.selected_unit_)
+    selected = key_name(tuner.selected_unit_)
     if selected in keys:
         i = keys.index(selected)
         ax.plot([i], [val[selected]], "v", color="tab:red", markersize=12,
@@ -237,6 +250,16 @@ def _position(keys, key):
     return keys.index(key) if key in keys else len(keys)
 
 
+@validate_params(
+    {
+        "results": [list, tuple, str, os.PathLike],
+        "net": [str, None],
+        "shifts": ["array-like", None],
+        "ncols": [Interval(Integral, 1, None, closed="left")],
+        "include_all": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def unit_scores_figure(results, *, net=None, shifts=None, ncols=5, include_all=True):
     """A grid of :func:`plot_unit_scores` panels, one per shift of one net.
 
@@ -292,8 +315,6 @@ def unit_scores_figure(results, *, net=None, shifts=None, ncols=5, include_all=T
     >>> fig.savefig("fig1_conv4.png")  # doctest: +SKIP
     """
     plt = _pyplot()
-    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
     rows = _flex_rows(_results(results))
     net = _only((r["net"] for r in rows), "net", net)
     rows = [r for r in rows if r["net"] == net]
@@ -316,6 +337,17 @@ def unit_scores_figure(results, *, net=None, shifts=None, ncols=5, include_all=T
     return fig
 
 
+@validate_params(
+    {
+        "results": [list, tuple, str, os.PathLike],
+        "net": [str, None],
+        "methods": ["array-like"],
+        "include_all": ["boolean"],
+        "fast_ignores_all": ["boolean"],
+        "ax": [HasMethods(["imshow"]), None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def plot_selection_heatmap(results, *, net=None, methods=("flex", "fast", "faster"),
                            include_all=True, fast_ignores_all=True, ax=None):
     """Which unit each method picks, over each unit's test-accuracy rank.
@@ -402,8 +434,6 @@ def plot_selection_heatmap(results, *, net=None, methods=("flex", "fast", "faste
         scores = np.array([test.get(c, np.nan) for c in columns])
         known = ~np.isnan(scores)
         if known.any():
-            from scipy.stats import rankdata
-
             ranks[i, known] = rankdata(-scores[known], method="average")
 
     ax = _axes(ax, figsize=(7, 1.2 + 0.28 * len(scenarios)))
@@ -437,10 +467,5 @@ def plot_selection_heatmap(results, *, net=None, methods=("flex", "fast", "faste
 def _pick(row, method, fast_ignores_all):
     """The unit a run picked: fast's proxy choice when ignoring its ft-all fallback."""
     if method == "fast" and fast_ignores_all and row.get("proxy_scores"):
-        scores = row["proxy_scores"]
-        best = None
-        for key, score in scores.items():  # ties go to the earliest unit, as best_of
-            if best is None or score > scores[best]:
-                best = key
-        return best
+        return best_key(row["proxy_scores"])  # ties go to the earliest unit, as fast's
     return row["selected_unit"]

@@ -56,13 +56,20 @@ atomically (temporary file and :func:`os.replace`), and read back with
 ``torch.load(..., weights_only=True)``. The cache directory is, in order of
 precedence, the ``cache_dir`` argument, the ``FLEXSK_CACHE_DIR`` environment
 variable, ``$XDG_CACHE_HOME/flexsk`` and ``~/.cache/flexsk``
-(see :func:`get_cache_dir`). A corrupt cache file is replaced by a retrained
-one, with a warning.
+(see :func:`get_cache_dir`).
+
+Each file carries a SHA-256 digest of its tensors (an attribute of the saved
+``OrderedDict``, invisible to ``load_state_dict``). Loading checks the digest,
+that every weight is finite and that the keys and shapes fit the
+architecture; a file that fails (truncated, damaged, or not written by this
+module, e.g. zeros saved under the right name) is retrained and rewritten,
+with a warning. Weights that cannot be written (a read-only cache) are kept
+in memory for the rest of the process, so that re-initializing a net does not
+retrain them again.
 """
 
 import hashlib
 import os
-import secrets
 import time
 import warnings
 from collections import OrderedDict
@@ -70,16 +77,22 @@ from numbers import Integral
 from pathlib import Path
 
 import torch
+from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_params
 from torch import nn
+
+from ._checks import IMAGE_SIZE, check_image_size, check_not_bool
+from ._files import atomic_write
+from .datasets import PARTITION_SEED, SPLIT_SIZES, load_digits_source
 
 __all__ = ["ARCHS", "make_net", "load_source_net", "get_cache_dir"]
 
 #: Names of the available architectures.
 ARCHS = ("conv4", "conv7")
 
-#: Version of the architectures; part of the cache file names, with a hash of
-#: the pretraining recipe, so that a change of either never loads stale weights.
-ZOO_VERSION = 1
+#: Version of the architectures and of the cache files; part of the cache file
+#: names, with a hash of the pretraining recipe, so that a change of either
+#: never loads stale weights. 2: the files carry a SHA-256 digest.
+ZOO_VERSION = 2
 
 # Pretraining recipe (hashed into the cache file names by _recipe_tag).
 _PRETRAIN_SEED = 0
@@ -94,31 +107,31 @@ _FINETUNE_MAX_EPOCHS = 20
 
 _N_SOURCE_CLASSES = 10
 
-# State dicts whose cache file could not be written, by cache path, so that
-# re-initializing a net in this process does not retrain it.
+# State dicts whose cache file could not be written (or rewritten, for a
+# damaged file in a read-only cache), by cache path (which holds the recipe),
+# so that re-initializing a net in this process does not retrain it.
 _UNSAVED = {}
+# The attribute of the saved OrderedDict that holds its digest.
+_DIGEST = "flexsk_sha256"
 
 
 # --------------------------------------------------------------------------
 # Architectures
 # --------------------------------------------------------------------------
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+#: validate_params constraints of the architecture arguments.
+_NET_CONSTRAINTS = {
+    "arch": [StrOptions(set(ARCHS))],
+    "n_channels": [Interval(Integral, 1, None, closed="left")],
+    "image_size": [IMAGE_SIZE],
+    "n_classes": [Interval(Integral, 2, None, closed="left")],
+}
 
 
-def _check_arch(arch):
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}.")
-
-
-def _check_image_size(image_size):
-    image_size = _check_int("image_size", image_size, 8)
-    if image_size % 8:
-        raise ValueError(f"image_size must be a multiple of 8, got {image_size!r}.")
-    return image_size
+def _check_net_args(caller, n_channels, image_size, n_classes=2):
+    """What validate_params cannot say: no bools, and image sides divisible by 8."""
+    check_not_bool(caller, n_channels=n_channels, n_classes=n_classes)
+    return int(n_channels), check_image_size(caller, image_size, multiple_of=8), int(n_classes)
 
 
 def _conv_unit(in_channels, out_channels, *, batch_norm, pool):
@@ -152,6 +165,7 @@ def _layers(arch, n_channels, image_size, n_classes):
     return layers
 
 
+@validate_params(_NET_CONSTRAINTS, prefer_skip_nested_validation=True)
 def make_net(arch, *, n_channels=1, image_size=16, n_classes=10):
     """Build a freshly (randomly) initialised zoo network.
 
@@ -191,13 +205,15 @@ def make_net(arch, *, n_channels=1, image_size=16, n_classes=10):
     >>> net(torch.zeros(2, 1, 16, 16)).shape
     torch.Size([2, 10])
     """
-    _check_arch(arch)
-    n_channels = _check_int("n_channels", n_channels, 1)
-    image_size = _check_image_size(image_size)
-    n_classes = _check_int("n_classes", n_classes, 2)
+    n_channels, image_size, n_classes = _check_net_args("make_net", n_channels, image_size,
+                                                        n_classes)
     return nn.Sequential(_layers(arch, n_channels, image_size, n_classes))
 
 
+@validate_params(
+    {**_NET_CONSTRAINTS, "cache_dir": [str, os.PathLike, None]},
+    prefer_skip_nested_validation=True,
+)
 def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None):
     """A zoo network (a plain ``nn.Sequential``) holding its pretrained weights.
 
@@ -205,9 +221,7 @@ def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None):
     so that every (re)initialization of the estimator starts from the
     pretrained weights. ``cache_dir`` should be an absolute path.
     """
-    _check_arch(arch)
-    n_channels = _check_int("n_channels", n_channels, 1)
-    image_size = _check_image_size(image_size)
+    n_channels, image_size, _ = _check_net_args("_source_module", n_channels, image_size)
     # The random initialization is overwritten below: keep it off the
     # global RNG, so that loading a source net leaves the RNG untouched.
     with torch.random.fork_rng(devices=[]):
@@ -250,10 +264,8 @@ def get_cache_dir():
 
 def _recipe_tag():
     """A short hash of everything pretraining depends on besides the architecture."""
-    from .datasets import SPLIT_SIZES, _PARTITION_SEED
-
     recipe = (_PRETRAIN_SEED, _PRETRAIN_LR, _PRETRAIN_BATCH_SIZE,
-              sorted(_PRETRAIN_EPOCHS.items()), sorted(SPLIT_SIZES.items()), _PARTITION_SEED)
+              sorted(_PRETRAIN_EPOCHS.items()), sorted(SPLIT_SIZES.items()), PARTITION_SEED)
     return hashlib.sha256(repr(recipe).encode()).hexdigest()[:8]
 
 
@@ -263,60 +275,75 @@ def _cache_path(arch, n_channels, image_size, cache_dir):
     return cache_dir.resolve() / name
 
 
+def _digest(state_dict):
+    """SHA-256 of the names, dtypes, shapes and values of a state dict's tensors."""
+    digest = hashlib.sha256()
+    for key, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _non_finite(state_dict):
+    return [key for key, tensor in state_dict.items()
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
 def _save_atomic(state_dict, path):
-    """Write ``state_dict`` to ``path`` via a temporary file and ``os.replace``."""
+    """Write ``state_dict``, with its digest, to ``path`` all at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name opened exclusively, with the usual mode (0o666 less the umask):
-    # tempfile.mkstemp would make the file private to its owner.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(state_dict, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    state_dict = OrderedDict(state_dict)
+    setattr(state_dict, _DIGEST, _digest(state_dict))
+    with atomic_write(path) as f:
+        torch.save(state_dict, f)
 
 
 def _load_cached(path, arch, n_channels, image_size):
     """The state dict cached at ``path``; raises if it is unreadable or invalid."""
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"it holds a {type(state_dict).__name__}, not a state dict")
+    stored = getattr(state_dict, _DIGEST, None)
+    if stored is None:
+        raise ValueError("it has no SHA-256 digest, so flexsk.zoo did not write it")
+    if stored != _digest(state_dict):
+        raise ValueError("its weights do not match their SHA-256 digest")
+    non_finite = _non_finite(state_dict)
+    if non_finite:
+        raise ValueError(f"non-finite weights in {non_finite}")
     # Check that it fits the architecture (strict keys and shapes).
     with torch.random.fork_rng(devices=[]):
-        net = make_net(arch, n_channels=n_channels, image_size=image_size)
+        net = nn.Sequential(_layers(arch, n_channels, image_size, _N_SOURCE_CLASSES))
     net.load_state_dict(state_dict)
     return state_dict
 
 
 def _pretrained_state_dict(arch, n_channels, image_size, *, cache_dir=None,
                            refit=False, verbose=0):
-    """Pretrained weights of a zoo net: from the cache, else trained and cached."""
+    """Pretrained weights of a zoo net: from memory or the cache, else trained and cached."""
     path = _cache_path(arch, n_channels, image_size, cache_dir)
+    key = str(path)
     if not refit:
+        if key in _UNSAVED:
+            return _UNSAVED[key]
         if path.exists():
             try:
                 return _load_cached(path, arch, n_channels, image_size)
-            except Exception as exc:  # corrupt, truncated or mismatched file
-                warnings.warn(f"Could not load the cached pretrained weights {str(path)!r} "
+            except Exception as exc:  # corrupt, truncated, damaged or mismatched file
+                warnings.warn(f"Could not load the cached pretrained weights {key!r} "
                               f"({type(exc).__name__}: {exc}); retraining them.",
                               RuntimeWarning, stacklevel=3)
-        elif str(path) in _UNSAVED:
-            return _UNSAVED[str(path)]
     state_dict = _pretrain(arch, n_channels, image_size, verbose=verbose)
     try:
         _save_atomic(state_dict, path)
     except OSError as exc:
-        warnings.warn(f"Could not write the pretrained weights to {str(path)!r} "
+        warnings.warn(f"Could not write the pretrained weights to {key!r} "
                       f"({type(exc).__name__}: {exc}); keeping them in memory only.",
                       RuntimeWarning, stacklevel=3)
-        _UNSAVED[str(path)] = state_dict
+        _UNSAVED[key] = state_dict
     else:
-        _UNSAVED.pop(str(path), None)
+        _UNSAVED.pop(key, None)
     return state_dict
 
 
@@ -357,8 +384,6 @@ def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
     Deterministic: the seed is fixed inside :func:`torch.random.fork_rng`, so
     the global torch RNG state is left untouched.
     """
-    from .datasets import load_digits_source
-
     epochs = _PRETRAIN_EPOCHS[arch] if epochs is None else epochs
     start = time.perf_counter()
     X, y = load_digits_source(split="train", image_size=image_size,
@@ -382,13 +407,28 @@ def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
         print(f"[flexsk.zoo] pretrained {arch} (c={n_channels}, s={image_size}): "
               f"{epochs} epochs, source test accuracy {acc:.3f}, "
               f"{time.perf_counter() - start:.1f} s")
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    state_dict = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    if _non_finite(state_dict):  # pragma: no cover - the recipe is fixed and stable
+        raise RuntimeError(f"pretraining {arch} diverged: non-finite weights "
+                           f"{_non_finite(state_dict)}.")
+    return state_dict
 
 
 # --------------------------------------------------------------------------
 # Public loader
 # --------------------------------------------------------------------------
 
+@validate_params(
+    {
+        "arch": [StrOptions(set(ARCHS))],
+        "n_channels": [Options(Integral, {1, 3})],
+        "image_size": [IMAGE_SIZE],
+        "cache_dir": [str, os.PathLike, None],
+        "refit": ["boolean"],
+        "verbose": ["verbose"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None,
                     refit=False, verbose=0):
     """Load a pretrained source net, ready for fine-tuning, as a skorch estimator.
@@ -435,8 +475,9 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
     Warns
     -----
     RuntimeWarning
-        If the cached file is corrupt (the weights are then retrained) or
-        cannot be written (they are then kept in memory for this process).
+        If the cached file is corrupt or fails its integrity checks (the
+        weights are then retrained) or cannot be written (they are then kept
+        in memory for the rest of the process).
 
     Examples
     --------
@@ -451,11 +492,7 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
     """
     from skorch import NeuralNetClassifier
 
-    _check_arch(arch)
-    if isinstance(n_channels, bool) or n_channels not in (1, 3):
-        raise ValueError(f"n_channels must be 1 or 3, got {n_channels!r}.")
-    image_size = _check_image_size(image_size)
-    n_channels = int(n_channels)
+    n_channels, image_size, _ = _check_net_args("load_source_net", n_channels, image_size)
     cache_dir = str(_cache_path(arch, n_channels, image_size, cache_dir).parent)
     _pretrained_state_dict(arch, n_channels, image_size, cache_dir=cache_dir,
                            refit=refit, verbose=verbose)

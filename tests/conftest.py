@@ -62,6 +62,44 @@ def target():
                 y_test=y[test])
 
 
+#: A pick is asserted across numerically different paths (memory format, precision,
+#: thread counts, torch versions) only when the reference's winner leads the runner-up
+#: by at least this many validation samples; closer races may cross with rounding.
+CLEAR_MARGIN_SAMPLES = 2
+
+
+def clear_lead(scores, n_val, margin=CLEAR_MARGIN_SAMPLES):
+    """Whether the best of ``scores`` (accuracies on ``n_val`` samples) leads the rest by
+    at least ``margin`` samples. Ties broken by a secondary key (loss, order) never count."""
+    ranked = sorted(scores.values(), reverse=True)
+    if len(ranked) < 2:
+        return True
+    return (ranked[0] - ranked[1]) * n_val >= margin - 1e-9
+
+
+def pick_is_clear(tuner, n_val, margin=CLEAR_MARGIN_SAMPLES):
+    """Whether every comparison that decided ``tuner``'s pick was won by a clear lead.
+
+    Proxy scores decide the unit (fast, faster, flex); validation scores decide between
+    the candidates trained on the way (flex's L + 1, fast's unit against ft-all).
+    """
+    decisions = [scores for scores in (tuner.proxy_scores_, tuner.validation_scores_)
+                 if len(scores) > 1]
+    return all(clear_lead(scores, n_val, margin) for scores in decisions)
+
+
+def assert_same_pick_if_clear(tuner, reference, n_val, margin=CLEAR_MARGIN_SAMPLES):
+    """Assert the same pick as ``reference`` when its pick was clear; report whether it was.
+
+    The rule for comparing picks across numerically different paths: the design
+    guarantees nothing when candidates are within rounding of each other.
+    """
+    if not pick_is_clear(reference, n_val, margin):
+        return False
+    assert tuner.selected_unit_ == reference.selected_unit_
+    return True
+
+
 def state_hash(module):
     """A hash of every parameter and buffer of a module."""
     digest = hashlib.sha256()

@@ -146,7 +146,8 @@ def test_partly_written_last_line_is_dropped_and_redone(tmp_path):
     path = tmp_path / "results.csv"
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # killed mid-write
-    assert run_bench(config, tmp_path, progress=False, log=None) == 1
+    with pytest.warns(RuntimeWarning, match="no newline"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1
     rows = read_results(path)
     assert [r["strategy"] for r in rows] == ["flex", "faster"]
 
@@ -356,3 +357,256 @@ def test_bad_repeats_are_refused(tmp_path, capsys, argv, message):
     assert main(["bench", "--output", str(tmp_path / "out"), *argv]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+# -- estimator defaults ---------------------------------------------------------------------
+
+def test_default_grid_leaves_the_estimator_defaults(tmp_path, monkeypatch):
+    from flexsk.bench import _runner
+
+    config = make_config(**{k: v for k, v in TINY.items() if k not in ("max_epochs",
+                                                                       "patience")})
+    assert (config["max_epochs"], config["patience"]) == (None, None)
+    assert "max_epochs and patience: estimator defaults" in bench.describe_config(config)
+    given = []
+
+    def spy(net, **params):
+        given.append(params)
+        return flexsk.FlexTuner(net, **params, max_epochs=2)  # fast, whatever the default
+
+    monkeypatch.setattr(_runner, "FlexTuner", spy)
+    assert run_bench(dict(config, repeats={"2": 1}), tmp_path, progress=False, log=None) == 2
+    assert given and all("max_epochs" not in p and "patience" not in p for p in given)
+    assert json.loads((tmp_path / "config.json").read_text())["max_epochs"] is None
+    # The rows record what the tuner used: its own default patience here.
+    default_patience = flexsk.FlexTuner(None).patience
+    assert {row["patience"] for row in read_results(tmp_path)} == {default_patience}
+    bench.write_reports(tmp_path, log=None)
+    assert "max_epochs and patience: estimator defaults" in (tmp_path / "table3.md").read_text()
+
+
+def test_results_made_with_explicit_settings_stay_readable(tmp_path):
+    stored = json.loads(open("docs/_static/bench/config.json").read())
+    assert (stored["max_epochs"], stored["patience"]) == (100, 10)
+    assert "max_epochs=100, patience=10, image_size=16" in bench.describe_config(stored)
+    # Resuming them needs their settings: the new defaults are another grid.
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(BenchConfigError, match="max_epochs: 100 there, None now"):
+        run_bench(make_config(), tmp_path, progress=False, log=None)
+    # the same grid and settings, under the current protocol version
+    assert make_config(max_epochs=100, patience=10) == {**stored,
+                                                        "bench_version": bench.BENCH_VERSION}
+
+
+# -- one writer per directory ---------------------------------------------------------------
+
+def _hold_lock(output):
+    """What a running flexsk bench holds: the directory's lock file, locked."""
+    import fcntl
+
+    output.mkdir(parents=True, exist_ok=True)
+    f = open(output / bench.LOCK_FILE, "a+")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    f.write("12345\n")
+    f.flush()
+    return f
+
+
+def test_a_second_bench_on_a_directory_is_refused(tmp_path, capsys):
+    pytest.importorskip("fcntl")
+    lock = _hold_lock(tmp_path)
+    try:
+        assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "another flexsk bench (process 12345)" in err
+        assert not (tmp_path / "results.csv").exists()
+        assert not (tmp_path / "config.json").exists()
+    finally:
+        lock.close()
+    config = make_config(**dict(TINY, repeats=1))
+    assert run_bench(config, tmp_path, progress=False, log=None) == 2  # released: runs
+
+
+def test_a_second_bench_process_exits_2_without_a_traceback(tmp_path, cache_dir):
+    import subprocess
+    import sys
+
+    pytest.importorskip("fcntl")
+    lock = _hold_lock(tmp_path)
+    try:
+        done = subprocess.run([sys.executable, "-m", "flexsk", *TINY_ARGS, "--output",
+                               str(tmp_path)], capture_output=True, text=True, timeout=300,
+                              env=dict(__import__("os").environ,
+                                       FLEXSK_CACHE_DIR=str(cache_dir)))
+    finally:
+        lock.close()
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("flexsk bench: error: another flexsk bench")
+
+
+def test_temporary_files_have_unique_names(tmp_path, monkeypatch):
+    import os
+
+    # What another writer's temporary files were under the old fixed names.
+    for name in ("config.json.tmp", "timing.json.tmp"):
+        (tmp_path / name).mkdir()
+    replaced = []
+    replace = os.replace
+
+    def spy(src, dst):
+        replaced.append(str(src))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    run_bench(make_config(**dict(TINY, repeats=1)), tmp_path, progress=False, log=None)
+    run_bench(make_config(**dict(TINY, repeats=1)), tmp_path, progress=False, log=None)
+    assert len(replaced) == len(set(replaced)) >= 3  # config once, timing twice
+    assert all(f".{os.getpid()}." in name for name in replaced)
+    assert sorted(p.name for p in tmp_path.glob("*.tmp")) == ["config.json.tmp",
+                                                              "timing.json.tmp"]
+
+
+# -- only complete rows count ---------------------------------------------------------------
+
+def _finished_tiny(tmp_path):
+    config = make_config(**TINY)
+    run_bench(config, tmp_path, progress=False, log=None)
+    return config, tmp_path / "results.csv"
+
+
+def test_a_row_cut_after_its_key_columns_is_redone(tmp_path):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    key = b",".join(lines[2].split(b",")[:6])
+    assert key == b"conv4,1,noise,2,0,faster"
+    path.write_bytes(b"".join(lines[:2]) + key + b"\r\n" + b"".join(lines[3:]))
+    with pytest.warns(RuntimeWarning, match=rf"line 3 .*6 of the {len(COLUMNS)} columns.*"
+                      r"conv4 \(1ch\) noise, ratio 2, repeat 0, faster is done again"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1
+    new = path.read_bytes().splitlines(keepends=True)
+    assert new[:2] + new[2:4] == lines[:2] + lines[3:]  # kept byte for byte, in order
+    assert key + b"\r\n" not in new  # the damaged line is gone
+    assert [(r["repeat"], r["strategy"]) for r in read_results(path)] == [
+        (0, "flex"), (1, "flex"), (1, "faster"), (0, "faster")]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda line, header: header, "a repeated header line"),
+    (lambda line, header: line.replace(b'""conv1""', b'""conv1', 1), "units .* not JSON"),
+    (lambda line, header: line.replace(b",noise,2,", b",noise,two,", 1), "ratio 'two'"),
+    (lambda line, header: line.replace(b"\r\n", b",extra\r\n"),
+     f"{len(COLUMNS) + 1} of the {len(COLUMNS)} columns"),
+])
+def test_damaged_lines_are_dropped_and_their_runs_redone(tmp_path, damage, reason):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [damage(lines[2], lines[0])] + lines[3:]))
+    with pytest.warns(RuntimeWarning, match=f"line 3 was not a complete row \\({reason}"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1
+    assert len(read_results(path)) == 4
+    assert path.read_bytes().splitlines(keepends=True)[:4] == lines[:2] + lines[3:]
+
+
+def test_read_results_skips_lines_that_are_not_rows(tmp_path):
+    _, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3] + [lines[0]] + lines[3:4] + [lines[4][:60]]))
+    with pytest.warns(RuntimeWarning) as record:
+        rows = read_results(path)
+    assert [(r["repeat"], r["strategy"]) for r in rows] == [
+        (0, "flex"), (0, "faster"), (1, "flex")]
+    messages = [str(w.message) for w in record]
+    assert "line 4" in messages[0] and "repeated header" in messages[0]
+    assert "line 6" in messages[1] and "no newline" in messages[1]
+
+
+def test_key_name_and_best_key():
+    assert bench.key_name(("fc1", "fc2")) == "fc1+fc2" and bench.key_name("all") == "all"
+    assert bench.best_key({"conv1": 0.2, "fc1": 0.5, "fc2": 0.5}) == "fc1"  # earliest of ties
+    assert bench.best_key({}) is None
+
+
+# -- damaged files: one line, exit code 2 ---------------------------------------------------
+
+def _one_error_line(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("flexsk bench: error: "), err
+    for word in words:
+        assert word in err
+    return err
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"nets": ["conv4"]}'])
+def test_damaged_config_json_is_refused(tmp_path, capsys, content):
+    (tmp_path / "config.json").write_text(content)
+    assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+    _one_error_line(capsys, "config.json")
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_damaged_timing_json_is_refused_before_any_run(tiny_run, tmp_path, capsys):
+    import shutil
+
+    output = tmp_path / "out"
+    shutil.copytree(tiny_run, output)
+    (output / "timing.json").write_text("{garbage")
+    before = {p.name: p.read_bytes() for p in output.iterdir() if p.name != ".flexsk-bench.lock"}
+    more = [a if a != "2" or TINY_ARGS[i - 1] != "--repeats" else "3"
+            for i, a in enumerate(TINY_ARGS)]
+    assert main(TINY_ARGS + ["--output", str(output)]) == 2
+    _one_error_line(capsys, "timing.json", "delete it")
+    assert main(more + ["--output", str(output)]) == 2  # refused, not just finished
+    capsys.readouterr()
+    after = {p.name: p.read_bytes() for p in output.iterdir() if p.name != ".flexsk-bench.lock"}
+    assert after == before  # no run lost, no report lost
+    assert main(["bench", "--report-only", "--output", str(output)]) == 0
+
+
+def test_damaged_config_json_is_refused_by_report_only(tiny_run, tmp_path, capsys):
+    import shutil
+
+    output = tmp_path / "out"
+    shutil.copytree(tiny_run, output)
+    (output / "config.json").write_text("")
+    assert main(["bench", "--report-only", "--output", str(output)]) == 2
+    _one_error_line(capsys, "config.json")
+
+
+def test_unwritable_output_is_refused(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(TINY_ARGS + ["--output", str(blocker / "out")]) == 2
+    _one_error_line(capsys, str(blocker))
+    assert main(TINY_ARGS + ["--output", str(blocker)]) == 2
+    _one_error_line(capsys, str(blocker))
+
+
+def test_read_only_output_is_refused(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    os.chmod(tmp_path, 0o555)
+    try:
+        assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+        _one_error_line(capsys, "Permission denied")
+    finally:
+        os.chmod(tmp_path, 0o755)
+
+
+def test_reports_into_an_unwritable_directory_are_refused(tiny_run, tmp_path, capsys,
+                                                          monkeypatch):
+    import os
+    import shutil
+
+    output = tmp_path / "out"
+    shutil.copytree(tiny_run, output)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(output / "table3.md"))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main(["bench", "--report-only", "--output", str(output)]) == 2
+    _one_error_line(capsys, "Permission denied", "table3.md")
+    assert not list(output.glob("*.tmp"))

@@ -4,7 +4,6 @@ import copy
 import math
 import pickle
 from collections import OrderedDict
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,14 +15,17 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._training import FineTuning, Optimization, TargetData, Tuned
+from flexsk._strategies import gradient, proxy
+from flexsk._strategies.gradient import relative_gradient_norms
+from flexsk._training import (Evaluation, FineTuning, Optimization, Samples, Stopping,
+                              TargetData, Tuned)
 from flexsk.adapters import ADAPTERS, AdaptedNet, ColorAdapter, SpatialAdapter, UNetAdapter
 from flexsk.datasets import make_digits_shift, subsample_per_class
-from flexsk.strategies import STRATEGIES
-from flexsk.units import Unit, resolve_units
+from flexsk._strategies import STRATEGIES
+from flexsk._units import Unit, resolve_units
 from flexsk.zoo import load_source_net
 
-FAST = dict(max_epochs=4, patience=2, random_state=0)
+FAST = dict(max_epochs=4, patience=2, random_state=0, refit=False)  # the selection run
 SINGLE_UNIT = ["flex", "fast", "faster", "rgn", "halving"]
 ADAPTER_UNITS = ["adapter_color", "adapter_spatial", "adapter_unet"]
 
@@ -50,24 +52,25 @@ class Scripted:
     def __init__(self, score, units=("conv1", "conv2", "fc1", "fc2"), max_epochs=50,
                  proxy=None, rgn=None):
         self.units = [Unit(name, (name,)) for name in units]
-        self.optimization = SimpleNamespace(max_epochs=max_epochs)
+        self.stopping = Stopping(max_epochs=max_epochs, patience=3)
         self.score_of = score
         self.proxy = proxy or {}
         self.rgn = rgn or {}
         self.calls = []
         self.prefetched = []
 
-    def tune(self, key, *, start=None, selection=None, max_epochs=None, patience="default",
-             keep="best"):
+    def tune(self, key, *, start=None, stopping=None, keep_best=True):
         before = 0 if start is None else start.epochs
-        epochs = self.optimization.max_epochs if max_epochs is None else max_epochs
-        self.calls.append(dict(key=key, start=start, before=before, max_epochs=max_epochs,
-                               patience=patience))
-        history = [self.score_of(key, before + e) for e in range(epochs + 1)]
-        best = int(np.argmax(history))
+        epochs = (self.stopping if stopping is None else stopping).max_epochs
+        self.calls.append(dict(key=key, start=start, before=before,
+                               max_epochs=None if stopping is None else stopping.max_epochs,
+                               patience=(self.stopping if stopping is None else
+                                         stopping).patience))
+        history = [Evaluation(self.score_of(key, before + e), 1.0) for e in range(epochs + 1)]
+        best = int(np.argmax([h.accuracy for h in history]))
         module = nn.Linear(1, 1)
         module.key, module.epochs = key, before + epochs
-        return Tuned(module, history[best], epochs, best, history)
+        return Tuned(module, history[best], epochs, best, history=history)
 
     def tune_many(self, keys):
         return {key: self.tune(key) for key in keys}
@@ -75,13 +78,23 @@ class Scripted:
     def prefetch(self, keys):
         self.prefetched.append(list(keys))
 
-    def proxy_scores(self, donor):
+    def proxy_evaluations(self, donor):
         self.calls.append(dict(key="proxies"))
-        return dict(self.proxy)
+        return {k: Evaluation(v, 1.0) for k, v in self.proxy.items()}
 
     def relative_gradient_norms(self):
         self.calls.append(dict(key="rgn"))
         return dict(self.rgn)
+
+
+@pytest.fixture(autouse=True)
+def scripted_selection_scores(monkeypatch):
+    """Scripted stand-ins answer the proxy and gradient-norm scoring themselves."""
+    real_proxies, real_norms = proxy.proxy_evaluations, gradient.relative_gradient_norms
+    monkeypatch.setattr(proxy, "proxy_evaluations", lambda ft, donor: (
+        ft.proxy_evaluations(donor) if isinstance(ft, Scripted) else real_proxies(ft, donor)))
+    monkeypatch.setattr(gradient, "relative_gradient_norms", lambda ft: (
+        ft.relative_gradient_norms() if isinstance(ft, Scripted) else real_norms(ft)))
 
 
 def linear_scores(table):
@@ -104,20 +117,20 @@ def test_halving_rung_schedule():
         # rung 2: the best 2 (fc1 .61, conv2 .58), up to 8 epochs
         ("fc1", 4, 4, None), ("conv2", 4, 4, None),
         # one left: early stopping for the rest of max_epochs
-        ("fc1", 8, 42, "default")]
+        ("fc1", 8, 42, 3)]
     assert all(c["start"] is None for c in ft.calls[:5])
     assert ft.prefetched == [["conv1", "conv2", "fc1", "fc2", "all"]]  # one cache pass
     assert all(c["start"].key == c["key"] for c in ft.calls[5:])  # continued, not restarted
     assert outcome.selected == "fc1"
-    assert len(ft.calls) == STRATEGIES["halving"].n_runs(4, halving_factor=2)
+    assert len(ft.calls) == STRATEGIES["halving"].total_runs(4, halving_factor=2)
     tuned = outcome.tuned
     assert {k: t.n_epochs for k, t in tuned.items()} == {
         "conv1": 2, "conv2": 8, "fc1": 50, "fc2": 4, "all": 2}
-    assert outcome.proxy_scores == pytest.approx(
+    assert {k: v.accuracy for k, v in outcome.proxy_scores.items()} == pytest.approx(
         {"conv1": 0.50, "conv2": 0.66, "fc1": 0.99, "fc2": 0.55})
     assert list(outcome.proxy_scores) == ["conv1", "conv2", "fc1", "fc2"]
-    assert len(tuned["conv2"].val_history) == 9  # epochs 0..8 over three rungs
-    assert tuned["conv2"].val_history[4] == pytest.approx(0.58)
+    assert len(tuned["conv2"].history) == 9  # epochs 0..8 over three rungs
+    assert tuned["conv2"].history[4].accuracy == pytest.approx(0.58)
 
 
 def test_halving_ties_go_to_the_earliest_unit_and_a_unit_beats_all():
@@ -158,7 +171,7 @@ def test_halving_factor(factor, n_units, sizes):
     assert per_rung == sizes
     expected = [math.ceil(factor ** i) for i in range(len(sizes) - 1)]
     assert sorted(set(budgets[:-1])) == expected
-    assert len(ft.calls) == STRATEGIES["halving"].n_runs(n_units, halving_factor=factor)
+    assert len(ft.calls) == STRATEGIES["halving"].total_runs(n_units, halving_factor=factor)
 
 
 def test_rgn_schedule_tunes_the_highest_ratio_from_pretrained():
@@ -263,11 +276,10 @@ def test_two_units_end_to_end(conv4, target):
 def _fine_tuning(module, X, y, batch_size, n_classes):
     X, y = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
     units = resolve_units(module, "auto", X[:2])
-    data = TargetData(X_train=X, y_train=y, X_val=X, y_val=y,
-                      classes=torch.arange(n_classes))
+    data = TargetData(train=Samples(X, y), val=Samples(X, y), classes=torch.arange(n_classes))
     optimization = Optimization(
         optimizer=torch.optim.Adam, optimizer_kwargs={}, lr=1e-2, batch_size=batch_size,
-        max_epochs=2, patience=None, get_loss=nn.functional.cross_entropy,
+        stopping=Stopping(max_epochs=2), get_loss=nn.functional.cross_entropy,
         probabilities=False)
     return FineTuning(module, units, data, optimization, base_seed=0, cache=False)
 
@@ -301,8 +313,8 @@ def test_rgn_matches_the_closed_form_gradient():
     grad_a = (delta @ B).T @ X
     expected = {"a": np.linalg.norm(grad_a) / np.linalg.norm(A),
                 "b": np.linalg.norm(grad_b) / np.linalg.norm(B)}
-    scores = _fine_tuning(module, X, y, batch_size=len(y), n_classes=2
-                          ).relative_gradient_norms()
+    scores = relative_gradient_norms(_fine_tuning(module, X, y, batch_size=len(y),
+                                                  n_classes=2))
     assert list(scores) == ["a", "b"]
     assert scores == pytest.approx(expected, rel=1e-4)
 
@@ -311,8 +323,8 @@ def test_rgn_follows_a_function_preserving_rescaling():
     # a -> c a, b -> b / c keeps the function: grad a scales 1/c, ||a|| scales c,
     # so a's ratio scales 1/c**2 and b's c**2, on the same minibatches.
     X, y = _toy_data(40)
-    base = _fine_tuning(_two_linear(), X, y, 16, 2).relative_gradient_norms()
-    scaled = _fine_tuning(_two_linear(10.0), X, y, 16, 2).relative_gradient_norms()
+    base = relative_gradient_norms(_fine_tuning(_two_linear(), X, y, 16, 2))
+    scaled = relative_gradient_norms(_fine_tuning(_two_linear(10.0), X, y, 16, 2))
     assert scaled["a"] == pytest.approx(base["a"] / 100, rel=1e-3)
     assert scaled["b"] == pytest.approx(base["b"] * 100, rel=1e-3)
     for scale, top in [(0.1, "a"), (10.0, "b")]:
@@ -330,10 +342,10 @@ def test_rgn_costs_at_most_one_epoch_and_trains_nothing():
     calls = []
     module.register_forward_pre_hook(lambda mod, args: calls.append(len(args[0])))
     before = state_hash(module)
-    ft.relative_gradient_norms(n_batches=10)
+    relative_gradient_norms(ft, n_batches=10)
     assert sorted(calls) == [8, 16, 16]
     calls.clear()
-    ft.relative_gradient_norms(n_batches=2)
+    relative_gradient_norms(ft, n_batches=2)
     assert calls == [16, 16]
     assert state_hash(module) == before
     assert all(p.grad is None for p in module.parameters())
@@ -350,7 +362,7 @@ def test_rgn_runs_the_net_in_eval_mode():
     X, y = _toy_data()
     ft = _fine_tuning(module, X, y, len(y), 2)
     before = state_hash(module)
-    scores = ft.relative_gradient_norms()
+    scores = relative_gradient_norms(ft)
     assert state_hash(module) == before
 
     def by_hand(train):

@@ -10,8 +10,8 @@ from torch import nn
 
 from flexsk import FlexTuner
 from flexsk._surgery import Cuts
-from flexsk._training import FineTuning
-from flexsk.units import resolve_units
+from flexsk._training import ActivationCache, FineTuning, Stopping
+from flexsk._units import resolve_units
 
 FAST = dict(max_epochs=6, patience=3, random_state=0)
 
@@ -38,13 +38,13 @@ def test_cache_on_and_off_give_identical_fits(conv7, target, strategy):
 
 def test_cache_is_used_and_respects_the_budget(conv7, target, monkeypatch):
     used = []
-    original = FineTuning.cached_inputs
+    original = ActivationCache.inputs
 
     def spy(self, unit_name):
         used.append(unit_name)
         return original(self, unit_name)
 
-    monkeypatch.setattr(FineTuning, "cached_inputs", spy)
+    monkeypatch.setattr(ActivationCache, "inputs", spy)
     fit(conv7, target, strategy="ft-fc")
     assert used and set(used) == {"fc2"}
     used.clear()
@@ -148,28 +148,29 @@ def test_fallback_and_partial_cuts_match_uncached(target, make_module, strategy)
 def test_continuing_from_tuned_weights_caches_only_when_the_prefix_is_pretrained(
         conv7, target, monkeypatch):
     used = []
-    original = FineTuning.cached_inputs
-    monkeypatch.setattr(FineTuning, "cached_inputs",
+    original = ActivationCache.inputs
+    monkeypatch.setattr(ActivationCache, "inputs",
                         lambda self, name: used.append(name) or original(self, name))
     seen = {}
     init = FineTuning.__init__
 
     def spy(self, *a, **k):
         init(self, *a, **k)
-        seen["ft"] = self
+        seen.setdefault("ft", self)  # the selection run's, not the refit's
 
     monkeypatch.setattr(FineTuning, "__init__", spy)
     fit(conv7, target, strategy="ft-fc", max_epochs=1)
     ft = seen["ft"]
-    first = ft.tune("conv3", max_epochs=1, patience=None)
+    one_epoch = Stopping(max_epochs=1)
+    first = ft.tune("conv3", stopping=one_epoch)
     used.clear()
     # continuing conv3's own training: its prefix is still pretrained, so cached
-    again = ft.tune("conv3", start=first.module, max_epochs=1, patience=None)
+    again = ft.tune("conv3", start=first.module, stopping=one_epoch)
     assert used == ["conv3"]
     used.clear()
     # a start whose conv2 moved: the cached conv3 inputs would be wrong
-    moved = ft.tune("conv2", max_epochs=1, patience=None).module
+    moved = ft.tune("conv2", stopping=one_epoch).module
     assert used == ["conv2"]
-    ft.tune("conv3", start=moved, max_epochs=1, patience=None)
+    ft.tune("conv3", start=moved, stopping=one_epoch)
     assert used == ["conv2"]  # conv3 ran uncached
     assert again.n_epochs == 1

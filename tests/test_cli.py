@@ -1,8 +1,14 @@
-"""The flexsk command line: bad arguments get a usage error, not a traceback."""
+"""The flexsk command line: bad arguments get a usage error, not a traceback; its layer."""
+
+import ast
+from pathlib import Path
 
 import pytest
 
-from flexsk.cli import build_parser, int_at_least
+import flexsk
+from flexsk.cli import build_parser, int_at_least, main
+
+from conftest import IMAGE_SIZE
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -25,8 +31,9 @@ def test_bad_arguments_are_usage_errors(argv, message, capsys):
 
 def test_demo_defaults_parse():
     args = build_parser().parse_args(["demo"])
+    # max_epochs and patience: None, the estimator's defaults
     assert (args.n_per_class, args.image_size, args.max_epochs, args.patience,
-            args.threads) == (2, 16, 100, 10, 1)
+            args.threads) == (2, 16, None, None, 1)
 
 
 def test_int_at_least_accepts_valid_values():
@@ -41,3 +48,111 @@ def test_version(capsys):
         build_parser().parse_args(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"flexsk {flexsk.__version__}"
+
+
+def test_demo_passes_only_the_settings_it_is_given(monkeypatch, cache_dir, capsys):
+    from flexsk import _demo
+
+    monkeypatch.setenv("FLEXSK_CACHE_DIR", str(cache_dir))
+    given = []
+
+    def spy(net, **params):
+        given.append(params)
+        return flexsk.FlexTuner(net, **dict(params, max_epochs=1))
+
+    monkeypatch.setattr(_demo, "FlexTuner", spy)
+    demo = ["demo", "--arch", "conv4", "--image-size", str(IMAGE_SIZE), "--quiet"]
+    assert main(demo) == 0
+    assert len(given) == 7
+    assert all("max_epochs" not in p and "patience" not in p for p in given)
+    out = capsys.readouterr().out
+    assert "20 training images (2 per class), 200 validation, 340 test" in out
+    assert "| ft-fc (2) " in out
+    given.clear()
+    assert main(demo + ["--max-epochs", "7", "--patience", "3"]) == 0
+    assert all((p["max_epochs"], p["patience"]) == (7, 3) for p in given)
+
+
+# -- layers: flexsk's modules import each other one way -----------------------------------
+
+PACKAGE = Path(flexsk.__file__).parent
+
+
+def _module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph():
+    """flexsk module -> the flexsk modules it imports, at any level (functions included)."""
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+                # "from package import name": the submodule if name is one, else the package
+                targets = [t for t in targets[:-1] if t in paths] or [base]
+            else:
+                continue
+            for target in targets:
+                while target and target not in paths:  # "import flexsk.x.y as z" and the like
+                    target = target.rpartition(".")[0]
+                if target and target.split(".")[0] == "flexsk" and target != name:
+                    imported.add(target)
+        graph[name] = imported
+    return graph
+
+
+def _reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_the_import_graph_is_read_right():
+    graph = _import_graph()
+    assert "flexsk.bench._runner" in graph["flexsk.bench"]  # from ._runner import run_bench
+    assert "flexsk.plot" in graph["flexsk.bench._reports"]  # a function-level import
+    assert "flexsk.bench._results" in graph["flexsk.plot"]
+    assert "flexsk.cli" in graph["flexsk.__main__"]
+
+
+def test_flexsk_modules_import_each_other_without_cycles():
+    graph = _import_graph()
+    state, stack = {}, []
+
+    def visit(name):
+        state[name] = "open"
+        stack.append(name)
+        for target in sorted(graph[name]):
+            if state.get(target) == "open":
+                cycle = stack[stack.index(target):] + [target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+
+
+def test_nothing_imports_the_cli_and_the_bench_core_draws_nothing():
+    graph = _import_graph()
+    assert [m for m, targets in graph.items() if "flexsk.cli" in targets] == ["flexsk.__main__"]
+    for core in ("_config", "_results", "_runner", "_tables"):
+        assert "flexsk.plot" not in _reachable(graph, f"flexsk.bench.{core}"), core

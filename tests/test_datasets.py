@@ -8,6 +8,7 @@ from scipy import stats
 from sklearn.metrics import pairwise_distances
 
 from flexsk.datasets import (
+    COLOUR_SHIFTS as PUBLIC_COLOUR_SHIFTS,
     SHIFT_DEFAULTS,
     SHIFTS,
     SPLIT_SIZES,
@@ -18,6 +19,7 @@ from flexsk.datasets import (
     load_digits_source,
     make_digits_shift,
     subsample_per_class,
+    train_val_test_split,
 )
 
 S = 16
@@ -515,15 +517,15 @@ def test_other_image_sizes():
 # --------------------------------------------------------------------------
 
 def test_errors():
-    with pytest.raises(ValueError, match="Unknown shift 'fog'.*blur.*invert"):
+    with pytest.raises(ValueError, match="'shift' parameter.*blur.*Got 'fog'"):
         make_digits_shift("fog")
     with pytest.raises(ValueError, match=r"Unknown parameter.*'radius'.*valid.*sigma"):
         make_digits_shift("blur", radius=2)
     with pytest.raises(ValueError, match="Unknown parameter"):
         make_digits_shift("invert", std=0.1)
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="'split' parameter.*Got 'validation'"):
         make_digits_shift("blur", split="validation")
-    with pytest.raises(ValueError, match="n_channels must be"):
+    with pytest.raises(ValueError, match="'n_channels' parameter.*Got 2"):
         make_digits_shift("blur", n_channels=2)
     with pytest.raises(ValueError, match="colour shift.*n_channels=3"):
         make_digits_shift("mnistm", n_channels=1)
@@ -541,7 +543,7 @@ def test_errors():
         make_digits_shift("random_affine", rotation=(10, -10))
     with pytest.raises(ValueError, match="size"):
         make_digits_shift("occlusion", size=1.5)
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="'split' parameter.*Got 'val'"):
         load_digits_source(split="val")
     with pytest.raises(ValueError, match="n_channels"):
         load_digits_source(n_channels=2)
@@ -586,18 +588,73 @@ def test_subsample_labels_and_errors():
     assert sorted(y[idx]) == ["a", "a", "b", "b", "c", "c"]
     with pytest.raises(ValueError, match=r"fewer.*'a': 2"):
         subsample_per_class(y, 3, random_state=0)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="'n_per_class' parameter.*range \\[1, inf\\)"):
         subsample_per_class(y, 0)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="'n_per_class' parameter.*range \\[1, inf\\)"):
         subsample_per_class(y, 1.5)
 
 
 def test_more_errors_name_the_cause():
     with pytest.raises(ValueError, match="image_size <= 427"):
         make_digits_shift("mnistm", image_size=1000)
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="'split' parameter.*Got \\['train'\\]"):
         make_digits_shift("blur", split=["train"])
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="'split' parameter.*Got \\['train'\\]"):
         load_digits_source(split=["train"])
     with pytest.raises(ValueError, match="y is empty"):
         subsample_per_class(np.array([]), 2)
+
+
+# --------------------------------------------------------------------------
+# The whole split, and the shared names
+# --------------------------------------------------------------------------
+
+def test_colour_shifts():
+    assert PUBLIC_COLOUR_SHIFTS == COLOUR_SHIFTS
+    for shift in SHIFTS:
+        n_channels = make_digits_shift(shift, split="val", image_size=8).data.shape[1]
+        assert n_channels == (3 if shift in PUBLIC_COLOUR_SHIFTS else 1)
+
+
+@pytest.mark.parametrize("random_state", [0, 3])
+def test_train_val_test_split_is_the_protocol(random_state):
+    bunch = make_digits_shift("noise", image_size=8, random_state=0)
+    X, y, split = bunch.data, bunch.target, bunch.split
+    # The idiom it replaces, written out.
+    pool = np.flatnonzero(split == "train")
+    subsets = {}
+    for n in (2, 10, 40):
+        X_train, y_train, X_val, y_val, X_test, y_test = train_val_test_split(
+            bunch, n, random_state=random_state)
+        train = pool[subsample_per_class(y[pool], n, random_state=random_state)]
+        np.testing.assert_array_equal(X_train, X[train])
+        np.testing.assert_array_equal(y_train, y[train])
+        np.testing.assert_array_equal(X_val, X[split == "val"])
+        np.testing.assert_array_equal(y_test, y[split == "test"])
+        assert np.bincount(y_train).tolist() == [n] * N_CLASSES
+        assert (len(y_val), len(y_test)) == (200, 340)
+        subsets[n] = {X_train[i].tobytes() for i in range(len(X_train))}
+    assert subsets[2] <= subsets[10] <= subsets[40]  # nested across sizes
+
+
+def test_train_val_test_split_errors():
+    bunch = make_digits_shift("blur", image_size=8)
+    with pytest.raises(ValueError, match="no 'val', 'test' rows.*split='all'"):
+        train_val_test_split(make_digits_shift("blur", split="train", image_size=8), 2)
+    with pytest.raises(ValueError, match="no split"):
+        train_val_test_split({"data": bunch.data, "target": bunch.target}, 2)
+    with pytest.raises(ValueError, match="fewer"):
+        train_val_test_split(bunch, 41)
+    with pytest.raises(ValueError, match="'n_per_class' parameter"):
+        train_val_test_split(bunch, 0)
+    with pytest.raises(ValueError, match="'bunch' parameter"):
+        train_val_test_split(bunch.data, 2)
+
+
+def test_bools_are_not_integers():
+    with pytest.raises(ValueError, match="not a bool"):
+        subsample_per_class(np.repeat([0, 1], 3), True)
+    with pytest.raises(ValueError, match="not a bool"):
+        make_digits_shift("blur", n_channels=True)
+    with pytest.raises(ValueError, match="not a bool"):
+        load_digits_source(n_channels=True)

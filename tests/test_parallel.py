@@ -62,7 +62,7 @@ def test_progress_reports_every_parallel_run(conv4, target, capsys):
     with parallel_config(backend="loky", inner_max_num_threads=1):
         fit(conv4, target, n_jobs=2, verbose=1)
     err = capsys.readouterr().err
-    assert "5/5" in err  # 4 units + ft-all
+    assert "6/6" in err  # 4 units + ft-all, then the refit
 
 
 class _DropoutNet(torch.nn.Module):
@@ -86,7 +86,7 @@ def test_threading_backend_trains_one_at_a_time_and_matches_serial(target, one_t
     from skorch import NeuralNetClassifier
 
     torch.manual_seed(0)
-    net = NeuralNetClassifier(_DropoutNet(), criterion=torch.nn.CrossEntropyLoss, lr=1e-3)
+    net = NeuralNetClassifier(_DropoutNet(), criterion=torch.nn.CrossEntropyLoss, lr=0.1)
     serial = fit(net, target, max_epochs=3, patience=None)
     with parallel_config(backend="threading"), \
             pytest.warns(UserWarning, match="threads of this process"):
@@ -110,8 +110,103 @@ def test_loky_with_a_module_class_that_cannot_be_imported(target, one_thread):
             return self.head(self.body(x))
 
     torch.manual_seed(0)
-    net = NeuralNetClassifier(Local(), criterion=torch.nn.CrossEntropyLoss, lr=1e-3)
+    net = NeuralNetClassifier(Local(), criterion=torch.nn.CrossEntropyLoss, lr=0.1)
     serial = fit(net, target, max_epochs=2)
     with parallel_config(backend="loky", inner_max_num_threads=1):
         parallel = fit(net, target, max_epochs=2, n_jobs=2)
     assert_same(parallel, serial, target["X_test"])
+
+
+# -- threads: no process-wide lock ---------------------------------------------------------
+
+
+def test_sequential_backend_trains_in_place_without_a_warning(conv4, target, one_thread):
+    # parallel_config(backend="sequential") runs tasks in the calling thread, one at a time
+    import warnings
+
+    serial = fit(conv4, target, max_epochs=2)
+    with parallel_config(backend="sequential"), warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sequential = fit(conv4, target, max_epochs=2, n_jobs=2)
+    assert_same(sequential, serial, target["X_test"])
+
+
+def test_nested_joblib_call_warns_only_for_concurrent_threads(conv4, target, one_thread):
+    # a fit inside a joblib task whose nested backend runs sequentially: no warning
+    import warnings
+
+    from joblib import Parallel, delayed
+
+    def nested_fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            return fit(conv4, target, max_epochs=2, n_jobs=2).selected_unit_
+
+    with parallel_config(backend="sequential"):
+        picks = Parallel(n_jobs=2)(delayed(nested_fit)() for _ in range(2))
+    assert picks[0] == picks[1]
+
+
+def test_predict_never_waits_on_another_tuners_fit(conv7, target, one_thread):
+    # The fit in the other thread is held inside a training forward pass; a process-wide
+    # lock around fits would make the prediction wait for it forever.
+    import threading
+
+    fitted = fit(conv7, target, strategy="ft-fc", max_epochs=2)
+    expected = fitted.predict_proba(target["X_test"])
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(module, args):
+        if torch.is_grad_enabled() and not inside.is_set():  # the first training step
+            inside.set()
+            release.wait(60)
+
+    conv7.module_.conv1.register_forward_pre_hook(hold)
+    fitting = threading.Thread(target=fit, args=(conv7, target),
+                               kwargs=dict(strategy="ft-all", max_epochs=1))
+    fitting.start()
+    try:
+        assert inside.wait(60)
+        results = []
+        predicting = threading.Thread(
+            target=lambda: results.append(fitted.predict_proba(target["X_test"])))
+        predicting.start()
+        predicting.join(30)
+        assert not predicting.is_alive(), "the prediction waited on the other tuner's fit"
+        np.testing.assert_array_equal(results[0], expected)
+    finally:
+        release.set()
+        fitting.join(60)
+
+
+def test_tracing_in_one_thread_while_another_predicts(conv7, target, one_thread):
+    # torch.fx patches nn.Module.__call__ process-wide while it traces: forward passes in
+    # other threads must neither enter the trace nor run through the tracer.
+    import threading
+
+    from flexsk._surgery import Cuts
+    from flexsk._units import resolve_units
+
+    fitted = fit(conv7, target, strategy="ft-fc", max_epochs=1)
+    expected = fitted.predict_proba(target["X_test"])
+    module = conv7.module_.eval()
+    probe = torch.as_tensor(target["X"][:2])
+    units = resolve_units(module, "auto", probe)
+    stop, results = threading.Event(), []
+
+    def predict_loop():
+        while not stop.is_set():
+            results.append(fitted.predict_proba(target["X_test"][:64]))
+
+    predicting = threading.Thread(target=predict_loop)
+    predicting.start()
+    try:
+        for _ in range(10):
+            cuts = Cuts(module, units, probe)
+            assert all(unit.name in cuts for unit in units[1:])
+    finally:
+        stop.set()
+        predicting.join(60)
+    assert results
+    for proba in results:
+        np.testing.assert_array_equal(proba, expected[:64])

@@ -186,7 +186,7 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
     (lambda: unit_scores_figure([r for r in _results() if r["strategy"] != "flex"]),
      "no 'flex' rows"),
     (lambda: unit_scores_figure(_results(), shifts=[]), "shifts is empty"),
-    (lambda: unit_scores_figure(_results(), ncols=0), "ncols must be a positive integer"),
+    (lambda: unit_scores_figure(_results(), ncols=0), r"'ncols' parameter.*range \[1, inf\)"),
     (lambda: plot_selection_heatmap([{k: v for k, v in r.items() if k != "units"}
                                      for r in _results()]), "no 'units' column"),
     (lambda: plot_unit_scores(_results(), shift="blur", ratios=[99]), r"ratios \[99\]"),

@@ -124,7 +124,7 @@ def test_units_with_the_same_name_but_another_cut_get_their_own_gallery():
     X, y = rng.randn(30, 20).astype(np.float32), np.arange(30) % 3
     module = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
                            nn.Linear(16, 3))
-    net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss, lr=0.01)
+    net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss, lr=0.1)
     scorer = make_retrieval_scorer(X_source, y_source, k=5)
     values = []
     for units in ({"body": ["0"], "head": ["2", "4"]}, {"body": ["0", "2"], "head": ["4"]}):

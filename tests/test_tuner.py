@@ -19,9 +19,9 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._training import FineTuning
+from flexsk._training import Evaluation, FineTuning
 
-FAST = dict(max_epochs=8, patience=3, random_state=0)
+FAST = dict(max_epochs=8, patience=3, random_state=0, refit=False)  # the selection run
 BASELINES = ["ft-all", "ft-fc", "ft-ss"]
 SELECTORS = ["flex", "fast", "faster"]
 
@@ -95,7 +95,8 @@ def test_keep_candidates(conv4, target):
     scores = tuner.score_candidates(target["X_val"], target["y_val"])
     for key, score in scores.items():
         assert score == pytest.approx(tuner.validation_scores_[key])
-    assert not hasattr(fit(conv4, target, strategy="ft-all"), "candidates_")
+    # without keep_candidates, only the selection run's pick
+    assert list(fit(conv4, target, strategy="ft-all").candidates_) == ["all"]
 
 
 # -- training semantics ----------------------------------------------------------------------
@@ -154,15 +155,21 @@ def test_ft_ss_folds_scales_into_the_original_architecture(conv7, target):
 
 
 class _ScriptedScores:
-    """Replaces FineTuning.score with a scripted sequence; records weights per call."""
+    """Replaces FineTuning.evaluate with a scripted sequence; records weights per call.
+
+    Scores are accuracies (with a constant loss) or (accuracy, loss) pairs."""
 
     def __init__(self, scores):
-        self.scores = list(scores)
+        self.scores = [s if isinstance(s, tuple) else (s, 1.0) for s in scores]
         self.snapshots = []
 
     def __call__(self, module):
         self.snapshots.append(copy.deepcopy(module.state_dict()))
-        return self.scores.pop(0) if self.scores else 0.0
+        return Evaluation(*(self.scores.pop(0) if self.scores else (0.0, 1.0)))
+
+
+def scripted_accuracy(score):
+    return score[0] if isinstance(score, tuple) else score
 
 
 @pytest.mark.parametrize("scores, patience, best_epoch, n_epochs", [
@@ -173,10 +180,10 @@ class _ScriptedScores:
 def test_early_stopping_rules(conv4, target, monkeypatch, scores, patience, best_epoch,
                               n_epochs):
     scripted = _ScriptedScores(scores)
-    monkeypatch.setattr(FineTuning, "score", lambda self, module, X=None, y=None: scripted(module))
+    monkeypatch.setattr(FineTuning, "evaluate", lambda self, module, samples=None: scripted(module))
     tuner = fit(conv4, target, strategy="ft-fc", max_epochs=6, patience=patience)
     assert tuner.n_epochs_["fc2"] == n_epochs
-    assert tuner.validation_scores_["fc2"] == scores[best_epoch]
+    assert tuner.validation_scores_["fc2"] == scripted_accuracy(scores[best_epoch])
     restored = tuner.net_.module_.state_dict()
     for key, value in scripted.snapshots[best_epoch].items():
         assert torch.equal(restored[key], value), key
@@ -184,7 +191,7 @@ def test_early_stopping_rules(conv4, target, monkeypatch, scores, patience, best
 
 def test_proxy_swaps_buffers_with_parameters(conv7, target):
     from flexsk import _surgery
-    from flexsk.units import resolve_units
+    from flexsk._units import resolve_units
 
     donor = copy.deepcopy(conv7.module_)
     with torch.no_grad():
@@ -377,11 +384,11 @@ def test_internal_split_is_stratified_and_seeded(conv4, target, monkeypatch):
     monkeypatch.setattr(FineTuning, "__init__", spy)
     for seed in (0, 0, 1):
         FlexTuner(conv4, strategy="ft-fc", max_epochs=1, validation_fraction=0.3,
-                  random_state=seed).fit(target["X"], target["y"])
+                  random_state=seed, refit=False).fit(target["X"], target["y"])
     a, b, c = seen
-    assert torch.equal(a.X_val, b.X_val) and not torch.equal(a.X_val, c.X_val)
-    assert len(a.X_val) == 30 and len(a.X_train) == 70
-    assert torch.equal(torch.bincount(a.y_val), torch.full((10,), 3))
+    assert torch.equal(a.val.X, b.val.X) and not torch.equal(a.val.X, c.val.X)
+    assert len(a.val) == 30 and len(a.train) == 70
+    assert torch.equal(torch.bincount(a.val.y), torch.full((10,), 3))
 
 
 def test_internal_split_needs_two_samples_per_class(conv4, target):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from flexsk.units import resolve_units
+from flexsk._units import resolve_units
 
 
 class Backwards(nn.Module):

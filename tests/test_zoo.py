@@ -298,3 +298,71 @@ def test_cache_file_has_the_usual_permissions(tmp_path):
     (weights,) = tmp_path.glob("*.pt")
     assert weights.stat().st_mode & 0o777 == 0o644  # readable by others sharing the cache
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------
+# Integrity of the cache
+# --------------------------------------------------------------------------
+
+def _cached(cache_dir):
+    return torch.load(_cache_file(cache_dir), weights_only=True)
+
+
+def test_cache_file_carries_its_digest(cheap_cache):
+    cached = _cached(cheap_cache)
+    assert getattr(cached, zoo._DIGEST) == zoo._digest(cached)
+
+
+@pytest.mark.parametrize("fill", [0.0, float("nan")])
+def test_valid_torch_file_of_bad_weights_is_retrained(tmp_path, cheap_cache, fill):
+    reference = _cached(cheap_cache)
+    torch.save({k: torch.full_like(v, fill) if v.is_floating_point() else v
+                for k, v in reference.items()}, _cache_file(tmp_path))
+    with pytest.warns(RuntimeWarning, match="no SHA-256 digest.*retraining"):
+        net = load_source_net(**CHEAP, cache_dir=tmp_path)
+    _assert_state_dicts_equal(net.module_.state_dict(), reference)
+    _assert_state_dicts_equal(_cached(tmp_path), reference)
+
+
+def test_weights_that_do_not_match_their_digest_are_retrained(tmp_path, cheap_cache):
+    damaged = _cached(cheap_cache)  # keeps its digest
+    damaged["fc2.weight"][0, 0] += 1.0
+    torch.save(damaged, _cache_file(tmp_path))
+    with pytest.warns(RuntimeWarning, match="do not match their SHA-256 digest"):
+        net = load_source_net(**CHEAP, cache_dir=tmp_path)
+    _assert_state_dicts_equal(net.module_.state_dict(), _cached(cheap_cache))
+
+
+def test_non_finite_weights_are_retrained(tmp_path, cheap_cache):
+    from collections import OrderedDict
+
+    damaged = OrderedDict(_cached(cheap_cache))
+    damaged["fc1.0.bias"][3] = float("nan")
+    setattr(damaged, zoo._DIGEST, zoo._digest(damaged))  # a digest that matches
+    torch.save(damaged, _cache_file(tmp_path))
+    with pytest.warns(RuntimeWarning, match=r"non-finite weights in \['fc1.0.bias'\]"):
+        net = load_source_net(**CHEAP, cache_dir=tmp_path)
+    _assert_state_dicts_equal(net.module_.state_dict(), _cached(cheap_cache))
+
+
+def test_damaged_file_in_a_read_only_cache_is_retrained_once(tmp_path, cheap_cache,
+                                                             monkeypatch):
+    monkeypatch.setattr(zoo, "_UNSAVED", {})
+    _cache_file(tmp_path).write_bytes(b"damaged")
+
+    def read_only(state_dict, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(zoo, "_save_atomic", read_only)
+    with pytest.warns(RuntimeWarning) as record:
+        net = load_source_net(**CHEAP, cache_dir=tmp_path)
+    assert ["retraining" in str(w.message) or "in memory" in str(w.message)
+            for w in record] == [True, True]
+    _forbid_pretraining(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.initialize()  # re-initialization: the rebuilt weights, no retraining
+        clone(net).initialize()
+        load_source_net(**CHEAP, cache_dir=tmp_path)
+    _assert_state_dicts_equal(net.module_.state_dict(), _cached(cheap_cache))
+    assert _cache_file(tmp_path).read_bytes() == b"damaged"

@@ -3,11 +3,9 @@
 The paper leaves combinations of units to future work (end of Section 5.2).
 Here a strategy that ends on a single unit finds its unit as usual; then each
 other unit is tried alongside it, the pair trained from the pretrained
-weights, and the best pair is kept only if it validates better by more than a
-margin. The same step repeats up to ``max_units`` units.
+weights, and the best pair is kept only if its validation accuracy is higher
+by more than a margin. The same step repeats up to ``max_units`` units.
 """
-
-import functools
 
 from ._outcome import Outcome, best_of
 
@@ -38,8 +36,8 @@ def add_units(ft, outcome, *, max_units=1, pair_margin=0.01):
     -----
     Each step trains one candidate per remaining unit, all from the
     pretrained weights (:meth:`FineTuning.tune_many`, so ``n_jobs`` applies):
-    ``L - 1`` more trainings for a pair. Ties between candidates go to the
-    one whose added unit comes first in the forward pass.
+    ``L - 1`` more trainings for a pair. The best candidate has the highest
+    validation accuracy, then the lowest loss, then the earliest added unit.
     """
     if max_units <= 1 or outcome.selected == "all":
         return outcome
@@ -55,28 +53,8 @@ def add_units(ft, outcome, *, max_units=1, pair_margin=0.01):
             break
         trained = ft.tune_many(keys)
         tuned.update(trained)
-        best = best_of({key: trained[key].val_score for key in keys})
-        if not trained[best].val_score > score + pair_margin:
+        best = best_of({key: trained[key].evaluation for key in keys})
+        if trained[best].diverged or not trained[best].val_score > score + pair_margin:
             break
         current, score, selected = best, trained[best].val_score, best
     return Outcome(selected, tuned, outcome.proxy_scores)
-
-
-def single_unit(schedule):
-    """Give a single-unit strategy the ``max_units`` and ``pair_margin`` options.
-
-    The wrapped schedule runs ``schedule`` and then :func:`add_units`; it is
-    marked ``single_unit = True``.
-    """
-    @functools.wraps(schedule)
-    def grown(ft, *, max_units=1, pair_margin=0.01, **options):
-        return add_units(ft, schedule(ft, **options), max_units=max_units,
-                         pair_margin=pair_margin)
-
-    def n_runs(n_units, *, max_units=1, **options):
-        extra = sum(max(n_units - k, 0) for k in range(1, max_units))
-        return schedule.n_runs(n_units, **options) + extra
-
-    grown.single_unit = True
-    grown.n_runs = n_runs
-    return grown

@@ -1,17 +1,14 @@
 """The paper's baselines (Section 5.1): ft-all, ft-fc and ft-ss."""
 
-import copy
-
-from .. import _surgery
 from ._outcome import Outcome
 
 
-def ft_all(ft, **options):
+def ft_all(ft):
     """Fine-tune every parameter of the net."""
     return Outcome("all", {"all": ft.tune("all")})
 
 
-def ft_fc(ft, *, n_fc_units=1, **options):
+def ft_fc(ft, *, n_fc_units=1):
     """Fine-tune the last ``n_fc_units`` units together (the paper's ft-fc (1) and (2))."""
     if n_fc_units > len(ft.units):
         raise ValueError(f"n_fc_units={n_fc_units} exceeds the {len(ft.units)} units "
@@ -21,21 +18,17 @@ def ft_fc(ft, *, n_fc_units=1, **options):
     return Outcome(key, {key: ft.tune(key)})
 
 
-def ft_ss(ft, **options):
+def ft_ss(ft):
     """Scale and shift (Meta-Transfer Learning), trained with the last unit.
 
     Every conv kernel outside the last unit gets a scale per (out, in)
     channel pair, every linear layer one per output feature (initialized to
     1), and every bias a shift (initialized to 0). They are trained together
-    with the whole last unit, then folded into plain weights.
+    with the whole last unit, then folded into plain weights (the training
+    primitive's ``"ss"`` key).
     """
-    start = copy.deepcopy(ft.pretrained)
-    selection = _surgery.add_scale_shift(start, ft.units[-1])
-    candidate = ft.tune("ss", start=start, selection=selection)
-    _surgery.fold_scale_shift(candidate.module)
-    return Outcome("ss", {"ss": candidate})
+    return Outcome("ss", {"ss": ft.tune("ss")})
 
 
-ft_all.n_runs = lambda n_units, **options: 1  # training runs, for progress bars
-ft_fc.n_runs = lambda n_units, **options: 1  # training runs, for progress bars
-ft_ss.n_runs = lambda n_units, **options: 1  # training runs, for progress bars
+def one_run(n_units, **options):
+    return 1

@@ -1,0 +1,460 @@
+"""How to select, measured: ranking rules, patience, refit length and cross-validation.
+
+Every training run of flex-tuning is recorded epoch by epoch (validation
+accuracy, validation loss and test accuracy) with early stopping off, so
+that any early-stopping rule and any ranking rule can be replayed afterwards
+on the same trajectories: a rule's stop and best epoch are a function of the
+validation history alone. ft-all and ft-fc (1) are flex's ``"all"`` and
+last-unit candidates (their seeds derive from their keys, so they are the
+very runs those strategies train).
+
+Two sets of scenarios:
+
+* ``bench``: the grid of ``flexsk bench`` (zoo nets conv4 and conv7, its 10
+  shifts, 2, 10 and 40 training images per class, 5 repeats at 2 and 1
+  elsewhere, the fixed 200-image validation set);
+* ``unseen``: two networks defined here (a plain CNN and a residual net with
+  BatchNorm, pretrained here on the source digits) and 8 shifts that the
+  bench does not have, with 10 images per class plus 200 more, of which
+  FlexTuner holds out 20% itself, over 3 seeds.
+
+Commands (each writes next to this file)::
+
+    python benchmarks/selection_study.py record bench     # selection-study-bench.csv.gz
+    python benchmarks/selection_study.py record unseen    # selection-study-unseen.csv.gz
+    python benchmarks/selection_study.py analyze          # selection-study.md
+    python benchmarks/selection_study.py refit bench      # selection-study-refit-bench.csv
+    python benchmarks/selection_study.py refit unseen     # selection-study-refit-unseen.csv
+    python benchmarks/selection_study.py cv unseen        # selection-study-cv-unseen.csv
+
+All runs use one torch thread.
+"""
+
+import argparse
+import csv
+import gzip
+import math
+import sys
+import time
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from flexsk import FlexTuner
+from flexsk._training import Evaluation, FineTuning, Samples
+from flexsk.datasets import load_digits_source, make_digits_shift, subsample_per_class
+from flexsk.zoo import load_source_net
+
+HERE = Path(__file__).parent
+MAX_EPOCHS = 100
+IMAGE_SIZE = 16
+UNSEEN_SHIFTS = ("contrast", "salt_pepper", "hflip", "translate", "pixelate", "stripes",
+                 "motion_blur", "edges")
+UNSEEN_NETS = ("plaincnn", "resbn")
+UNSEEN_SEEDS = (0, 1, 2)
+COLUMNS = ["set", "net", "shift", "ratio", "repeat", "key", "position", "steps_per_epoch",
+           "epoch", "val_accuracy", "val_loss", "test_accuracy"]
+
+
+# -- the unseen networks and shifts ---------------------------------------------------------
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels_in, channels_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1,
+                               bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.skip = (nn.Identity() if stride == 1 and channels_in == channels_out else
+                     nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride=stride,
+                                             bias=False), nn.BatchNorm2d(channels_out)))
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(h)) + self.skip(x))
+
+
+class ResBN(nn.Module):
+    """A small residual network with BatchNorm: stem, three blocks, head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(16), nn.ReLU())
+        self.block1 = _Residual(16, 16, 1)
+        self.block2 = _Residual(16, 32, 2)
+        self.block3 = _Residual(32, 64, 2)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.block3(self.block2(self.block1(self.stem(x))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def plain_cnn():
+    return nn.Sequential(OrderedDict(
+        c1=nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        c2=nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        c3=nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU()),
+        flatten=nn.Flatten(),
+        fc1=nn.Sequential(nn.Linear(64 * 4 * 4, 64), nn.ReLU()),
+        fc2=nn.Linear(64, 10)))
+
+
+_NETS = {}
+
+
+def unseen_net(name):
+    """A user's net: built here and pretrained on the source digits (cached per process)."""
+    if name not in _NETS:
+        torch.manual_seed(0)
+        module = plain_cnn() if name == "plaincnn" else ResBN()
+        net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss,
+                                  optimizer=torch.optim.Adam, lr=3e-3, batch_size=64,
+                                  max_epochs=20, train_split=None, verbose=0)
+        X, y = load_digits_source(split="train", image_size=IMAGE_SIZE, return_X_y=True)
+        net.fit(X, y)
+        net.set_params(lr=1e-3, batch_size=32)  # the fine-tuning settings
+        _NETS[name] = net
+    return _NETS[name]
+
+
+def unseen_shift(shift, X, rng):
+    """The 8 shifts that ``flexsk bench`` does not have, on clean grey images in [0, 1]."""
+    if shift == "contrast":
+        return 0.35 + 0.3 * X
+    if shift == "salt_pepper":
+        noise = rng.rand(*X.shape)
+        return np.where(noise < 0.1, 0.0, np.where(noise > 0.9, 1.0, X))
+    if shift == "hflip":
+        return X[..., ::-1].copy()
+    if shift == "translate":
+        out = np.zeros_like(X)
+        out[..., 3:, 3:] = X[..., :-3, :-3]
+        return out
+    if shift == "pixelate":
+        small = X.reshape(*X.shape[:-2], X.shape[-2] // 4, 4, X.shape[-1] // 4, 4).mean((-3, -1))
+        return np.repeat(np.repeat(small, 4, axis=-2), 4, axis=-1)
+    if shift == "stripes":
+        stripes = 0.5 + 0.5 * np.sin(np.arange(X.shape[-1]) * 2 * np.pi / 4)
+        return np.clip(X + 0.5 * stripes[None, None, None, :], 0, 1)
+    if shift == "motion_blur":
+        padded = np.pad(X, [(0, 0)] * (X.ndim - 1) + [(2, 2)], mode="edge")
+        return np.mean([padded[..., i:i + X.shape[-1]] for i in range(5)], axis=0)
+    if shift == "edges":
+        gy, gx = np.gradient(X, axis=(-2, -1))
+        edges = np.hypot(gx, gy)
+        return edges / edges.max(axis=(-2, -1), keepdims=True).clip(1e-6)
+    raise ValueError(shift)
+
+
+def unseen_scenario(shift, seed):
+    """300 labelled images (10 per class + 200 more) and the test set, shifted."""
+    bunch = make_digits_shift("invert", image_size=IMAGE_SIZE, random_state=0)
+    clean = 1.0 - bunch.data  # invert undone: clean target digits
+    X = unseen_shift(shift, clean, np.random.RandomState(1000 + UNSEEN_SHIFTS.index(shift)))
+    X = X.astype(np.float32)
+    y = bunch.target
+    pool = np.flatnonzero(bunch.split == "train")
+    train = pool[subsample_per_class(y[pool], 10, random_state=seed)]
+    extra = np.flatnonzero(bunch.split == "val")  # 20 per class: the 200 more
+    labelled = np.sort(np.concatenate([train, extra]))
+    test = np.flatnonzero(bunch.split == "test")
+    return X[labelled], y[labelled], X[test], y[test]
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+def bench_scenarios():
+    from flexsk.datasets import SHIFTS
+
+    for shift in SHIFTS:
+        n_channels = 3 if shift in ("mnistm", "colorspace") else 1
+        bunch = make_digits_shift(shift, image_size=IMAGE_SIZE, n_channels=n_channels,
+                                  random_state=0)
+        X, y = bunch.data, bunch.target
+        pool = np.flatnonzero(bunch.split == "train")
+        val = np.flatnonzero(bunch.split == "val")
+        test = np.flatnonzero(bunch.split == "test")
+        for net_name in ("conv4", "conv7"):
+            net = load_source_net(net_name, n_channels=n_channels, image_size=IMAGE_SIZE)
+            for ratio, repeats in ((2, 5), (10, 1), (40, 1)):
+                for repeat in range(repeats):
+                    train = pool[subsample_per_class(y[pool], ratio, random_state=repeat)]
+                    yield (dict(set="bench", net=net_name, shift=shift, ratio=ratio,
+                                repeat=repeat), net, (X[train], y[train]),
+                           (X[val], y[val]), (X[test], y[test]))
+
+
+def unseen_scenarios():
+    for shift in UNSEEN_SHIFTS:
+        for net_name in UNSEEN_NETS:
+            net = unseen_net(net_name)
+            for seed in UNSEEN_SEEDS:
+                X, y, X_test, y_test = unseen_scenario(shift, seed)
+                yield (dict(set="unseen", net=net_name, shift=shift, ratio=10, repeat=seed),
+                       net, (X, y), None, (X_test, y_test))
+
+
+SCENARIOS = {"bench": bench_scenarios, "unseen": unseen_scenarios}
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Sets a monitor on every FineTuning made while it is active: test accuracy per epoch."""
+
+    def __init__(self, X_test, y_test):
+        self.X_test, self.y_test = X_test, y_test
+        self.rows = []
+        self.steps = {}
+
+    def __enter__(self):
+        recorder = self
+        self.original = original = FineTuning.__init__
+
+        def init(ft, *args, **kwargs):
+            original(ft, *args, **kwargs)
+            if ft.data.val is None:
+                return
+            classes = ft.data.classes.cpu().numpy()
+            encoded = np.searchsorted(classes, recorder.y_test)
+            test = Samples(torch.as_tensor(recorder.X_test), torch.as_tensor(encoded))
+
+            def monitor(key, epoch, module, val):
+                accuracy = ft.evaluate(module, test).accuracy
+                recorder.rows.append((key, epoch, val.accuracy, val.loss, accuracy))
+                recorder.steps[key] = math.ceil(len(ft.data.train) /
+                                                ft.optimization.batch_size)
+
+            ft.monitor = monitor
+
+        FineTuning.__init__ = init
+        return self
+
+    def __exit__(self, *exc):
+        FineTuning.__init__ = self.original
+
+
+def record(which):
+    torch.set_num_threads(1)
+    path = HERE / f"selection-study-{which}.csv.gz"
+    done = set()
+    if path.exists():
+        with gzip.open(path, "rt", newline="") as f:
+            done = {(r["net"], r["shift"], r["ratio"], r["repeat"]) for r in csv.DictReader(f)}
+    new = not path.exists()
+    started = time.perf_counter()
+    with gzip.open(path, "at", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        if new:
+            writer.writeheader()
+        for scenario, net, (X, y), val, (X_test, y_test) in SCENARIOS[which]():
+            key = (scenario["net"], scenario["shift"], str(scenario["ratio"]),
+                   str(scenario["repeat"]))
+            if key in done:
+                continue
+            tuner = FlexTuner(net, strategy="flex", max_epochs=MAX_EPOCHS, patience=None,
+                              refit=False, random_state=scenario["repeat"])
+            with _Recorder(X_test, y_test) as recorder:
+                if val is None:
+                    tuner.fit(X, y)
+                else:
+                    tuner.fit(X, y, X_val=val[0], y_val=val[1])
+            order = tuner.units_ + ["all"]
+            for k, epoch, val_accuracy, val_loss, test_accuracy in recorder.rows:
+                writer.writerow(dict(scenario, key=k, position=order.index(k),
+                                     steps_per_epoch=recorder.steps[k], epoch=epoch,
+                                     val_accuracy=val_accuracy, val_loss=f"{val_loss:.6g}",
+                                     test_accuracy=test_accuracy))
+            f.flush()
+            print(f"{scenario} {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                  flush=True)
+
+
+# -- replaying rules -----------------------------------------------------------------------
+
+
+def load(which):
+    """scenario -> {key: (position, steps_per_epoch, [(val_acc, val_loss, test_acc)...])}."""
+    runs = defaultdict(dict)
+    with gzip.open(HERE / f"selection-study-{which}.csv.gz", "rt", newline="") as f:
+        for r in csv.DictReader(f):
+            scenario = (r["net"], r["shift"], int(r["ratio"]), int(r["repeat"]))
+            entry = runs[scenario].setdefault(
+                r["key"], [int(r["position"]), int(r["steps_per_epoch"]), []])
+            entry[2].append((float(r["val_accuracy"]), float(r["val_loss"]),
+                             float(r["test_accuracy"])))
+    return runs
+
+
+def stop(history, patience, use_loss):
+    """The epoch an early-stopping rule keeps, replayed on a validation history."""
+    best_epoch = 0
+    best = Evaluation(*history[0][:2])
+    for epoch in range(1, len(history)):
+        now = Evaluation(*history[epoch][:2])
+        if use_loss:
+            better = now.improves_on(best)
+        else:
+            better = now.accuracy > best.accuracy
+        if better:
+            best, best_epoch = now, epoch
+        elif patience is not None and epoch - best_epoch >= patience:
+            break
+    return best_epoch
+
+
+RULES = OrderedDict([
+    # name: (patience in epochs, floor in optimizer steps, rank by loss on ties)
+    ("old: accuracy, earliest; patience 5", (5, 0, False)),
+    ("old: accuracy, earliest; patience 10 (bench)", (10, 0, False)),
+    ("accuracy, loss; patience 5", (5, 0, True)),
+    ("accuracy, loss; patience 10", (10, 0, True)),
+    ("accuracy, loss; patience 5 epochs, >= 10 steps", (5, 10, True)),
+    ("accuracy, loss; patience 5 epochs, >= 20 steps", (5, 20, True)),
+    ("accuracy, loss; patience 5 epochs, >= 30 steps", (5, 30, True)),
+    ("accuracy, loss; patience 5 epochs, >= 50 steps", (5, 50, True)),
+    ("accuracy, loss; patience 10 epochs, >= 30 steps", (10, 30, True)),
+    ("accuracy, loss; no early stopping", (None, 0, True)),
+])
+
+
+def replay(scenario_runs, rule):
+    """Picks and test accuracies of flex, ft-all and ft-fc (1) under ``rule``."""
+    patience, floor, use_loss = rule
+    kept = {}
+    for key, (position, steps, history) in scenario_runs.items():
+        p = None if patience is None else max(patience, math.ceil(floor / steps))
+        epoch = stop(history, p, use_loss)
+        kept[key] = (position, history[epoch], epoch)
+    if use_loss:
+        order = sorted(kept, key=lambda k: (-kept[k][1][0], kept[k][1][1], kept[k][0]))
+    else:
+        order = sorted(kept, key=lambda k: (-kept[k][1][0], kept[k][0]))
+    pick = order[0]
+    last_unit = max((k for k in kept if k != "all"), key=lambda k: kept[k][0])
+    tests = {k: v[1][2] for k, v in kept.items()}
+    return dict(pick=pick, flex=tests[pick], ft_all=tests["all"], ft_fc=tests[last_unit],
+                best=max(tests.values()), epochs={k: v[2] for k, v in kept.items()})
+
+
+def summarize(runs, rule):
+    by_scenario = defaultdict(list)
+    for (net, shift, ratio, repeat), scenario_runs in runs.items():
+        by_scenario[(net, shift, ratio)].append(replay(scenario_runs, rule))
+    rows = []
+    for key, results in by_scenario.items():
+        mean = {m: np.mean([r[m] for r in results]) for m in ("flex", "ft_all", "ft_fc", "best")}
+        rows.append(dict(scenario=key, **mean))
+    flex = np.array([r["flex"] for r in rows])
+    ft_all = np.array([r["ft_all"] for r in rows])
+    ft_fc = np.array([r["ft_fc"] for r in rows])
+    regret_runs = [r["best"] - r["flex"] for rs in by_scenario.values() for r in rs]
+    baseline = np.maximum(ft_all, ft_fc)
+    return dict(n=len(rows), flex=flex.mean(), ft_all=ft_all.mean(), ft_fc=ft_fc.mean(),
+                regret=100 * np.mean(regret_runs),
+                regret_over_1=int(np.sum(np.array(regret_runs) > 0.01)),
+                n_runs=len(regret_runs),
+                within_1=int(np.sum(flex >= baseline - 0.01)))
+
+
+def analyze():
+    lines = ["# Selection study: replayed rules", "",
+             "From `python benchmarks/selection_study.py analyze` on the recorded "
+             "trajectories. Regret: test accuracy of the best of flex's candidates in "
+             "hindsight minus the picked one's, in points, per run. Within 1: scenarios "
+             "where flex's mean is within 1 point of max(ft-all, ft-fc (1)).", ""]
+    for which in ("bench", "unseen"):
+        path = HERE / f"selection-study-{which}.csv.gz"
+        if not path.exists():
+            continue
+        runs = load(which)
+        lines += [f"## {which} ({len(runs)} runs)", "",
+                  "| rule | flex | ft-all | ft-fc (1) | regret | regret > 1 pt | within 1 |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, rule in RULES.items():
+            s = summarize(runs, rule)
+            lines.append(f"| {name} | {s['flex']:.3f} | {s['ft_all']:.3f} | {s['ft_fc']:.3f} "
+                         f"| {s['regret']:.2f} | {s['regret_over_1']}/{s['n_runs']} "
+                         f"| {s['within_1']}/{s['n']} |")
+        lines.append("")
+    text = "\n".join(lines)
+    (HERE / "selection-study.md").write_text(text + "\n")
+    print(text)
+
+
+# -- refit length ----------------------------------------------------------------------------
+
+
+def refit(which):
+    """Refit with the estimator's defaults, both length rules, for flex, ft-all and ft-fc."""
+    import flexsk._tuner as tuner_module
+
+    torch.set_num_threads(1)
+    path = HERE / f"selection-study-refit-{which}.csv"
+    columns = ["net", "shift", "ratio", "repeat", "strategy", "selected", "no_refit",
+               "refit_steps", "refit_epochs", "seconds"]
+    done = set()
+    if path.exists():
+        with open(path, newline="") as f:
+            done = {(r["net"], r["shift"], r["ratio"], r["repeat"], r["strategy"])
+                    for r in csv.DictReader(f)}
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        for scenario, net, (X, y), val, (X_test, y_test) in SCENARIOS[which]():
+            for strategy, params in (("flex", {}), ("ft-all", {}), ("ft-fc-1", {})):
+                key = (scenario["net"], scenario["shift"], str(scenario["ratio"]),
+                       str(scenario["repeat"]), strategy)
+                if key in done:
+                    continue
+                name = strategy.replace("-1", "")
+                row = dict(net=scenario["net"], shift=scenario["shift"],
+                           ratio=scenario["ratio"], repeat=scenario["repeat"],
+                           strategy=strategy)
+                started = time.perf_counter()
+                for column, refit_flag, length in (("no_refit", False, "steps"),
+                                                   ("refit_steps", True, "steps"),
+                                                   ("refit_epochs", True, "epochs")):
+                    tuner_module.REFIT_LENGTH = length
+                    tuner = FlexTuner(net, strategy=name, refit=refit_flag,
+                                      random_state=scenario["repeat"], **params)
+                    if val is None:
+                        tuner.fit(X, y)
+                    else:
+                        tuner.fit(X, y, X_val=val[0], y_val=val[1])
+                    row[column] = tuner.score(X_test, y_test)
+                    row["selected"] = "+".join(tuner.selected_unit_) if isinstance(
+                        tuner.selected_unit_, tuple) else tuner.selected_unit_
+                row["seconds"] = round(time.perf_counter() - started, 2)
+                writer.writerow(row)
+                f.flush()
+                print(row, file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["record", "analyze", "refit"])
+    parser.add_argument("which", nargs="?", choices=sorted(SCENARIOS), default="bench")
+    args = parser.parse_args(argv)
+    if args.command == "record":
+        record(args.which)
+    elif args.command == "refit":
+        refit(args.which)
+    else:
+        analyze()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Selection by network surgery: fast (Algorithm 2) and faster (Algorithm 3)."""
+
+import copy
+
+from .. import _surgery
+from .._training import over_folds
+from ._outcome import Outcome, best_of
+
+
+def fast(ft):
+    """Fast flex-tuning (Algorithm 2).
+
+    Fine-tune all units (line 1); score the proxy nets, each the pretrained net
+    with one unit taken from ft-all (lines 3-6); fine-tune the best proxy's
+    unit starting from the *pretrained* weights (line 8); keep it unless ft-all
+    validates better (line 10): higher accuracy, or equal accuracy and lower loss.
+    """
+    all_units = ft.tune("all")
+    proxy_scores = proxy_evaluations(ft, all_units.module)
+    best = best_of(proxy_scores)
+    tuned = {best: ft.tune(best), "all": all_units}
+    return Outcome(best_of(tuned_evaluations(tuned)), tuned, proxy_scores)
+
+
+def faster(ft):
+    """Even faster flex-tuning (Algorithm 3).
+
+    Fine-tune all units for a single epoch (line 1), keeping its weights as
+    they are; score the proxies (lines 2-5); fine-tune the best proxy's unit
+    from the pretrained weights (line 7). Always returns the tuned unit.
+    """
+    one_epoch = ft.tune("all", stopping=ft.stopping.replace(max_epochs=1, patience=None),
+                        keep_best=False)
+    proxy_scores = proxy_evaluations(ft, one_epoch.module)
+    best = best_of(proxy_scores)
+    return Outcome(best, {best: ft.tune(best)}, proxy_scores)
+
+
+def tuned_evaluations(tuned):
+    return {key: candidate.evaluation for key, candidate in tuned.items()}
+
+
+@over_folds
+def proxy_evaluations(ft, donor):
+    """Validation accuracy and loss of every proxy net: pretrained, one unit from ``donor``.
+
+    Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so one
+    pretrained pass gives every cuttable unit's input, and each proxy only
+    runs its suffix.
+    """
+    inputs = ft.cache.val_inputs([unit.name for unit in ft.units])
+    workspace = copy.deepcopy(ft.pretrained)
+    evaluations = {}
+    for unit in ft.units:
+        with _surgery.unit_from(workspace, donor, unit):
+            if unit.name in inputs:
+                evaluations[unit.name] = ft.evaluate(ft.cache.suffix(workspace, unit.name),
+                                                     inputs[unit.name])
+            else:
+                evaluations[unit.name] = ft.evaluate(workspace)
+    return evaluations
+
+
+def n_runs(n_units):
+    return 2

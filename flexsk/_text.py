@@ -1,0 +1,20 @@
+"""Plain-text tables, shared by the bench's markdown reports and ``flexsk demo``."""
+
+
+def format_table(headers, rows):
+    """A plain-text table with aligned columns (markdown compatible).
+
+    Examples
+    --------
+    >>> from flexsk._text import format_table
+    >>> print(format_table(["strategy", "accuracy"], [["flex", "0.91"], ["ft-all", "0.9"]]))
+    | strategy | accuracy |
+    |----------|----------|
+    | flex     | 0.91     |
+    | ft-all   | 0.9      |
+    """
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)

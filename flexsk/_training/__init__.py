@@ -1,0 +1,19 @@
+"""The training core: one training primitive, one scoring primitive, and what they share.
+
+* :mod:`._fine_tuning`: :class:`FineTuning` (``tune``, ``evaluate``, ``tune_many``),
+  the ranking rule and the records of runs;
+* :mod:`._cache`: :class:`ActivationCache`, frozen prefixes computed once;
+* :mod:`._folds`: :class:`CrossValidation`, the same primitive over k folds;
+* :mod:`._data`: the target data, stopping rules and optimizer settings.
+"""
+
+from ._cache import ActivationCache
+from ._data import (Optimization, Samples, SkorchClassifierLoss, Stopping, TargetData, batches,
+                    gather, run_in_batches, seed_for)
+from ._fine_tuning import LOSS_RTOL, Evaluation, FineTuning, Tuned, describe, rank
+from ._folds import CrossValidation, FoldModules, mean_evaluation, over_folds
+
+__all__ = ["ActivationCache", "CrossValidation", "Evaluation", "FineTuning", "FoldModules",
+           "LOSS_RTOL", "Optimization", "Samples", "SkorchClassifierLoss", "Stopping",
+           "TargetData", "Tuned", "batches", "describe", "gather", "mean_evaluation",
+           "over_folds", "rank", "run_in_batches", "seed_for"]

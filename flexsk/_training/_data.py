@@ -1,0 +1,167 @@
+"""Target data and training settings, as the training primitive takes them."""
+
+import zlib
+from dataclasses import dataclass, replace
+
+import torch
+
+from .._locks import forward_pass
+
+__all__ = ["Samples", "TargetData", "Stopping", "Optimization", "SkorchClassifierLoss",
+           "batches", "gather", "seed_for", "run_in_batches"]
+
+
+class Samples:
+    """Inputs and encoded labels of one side of the data (training or validation).
+
+    ``y`` holds indices into the target's classes (not the net's outputs).
+    Inputs live on the training device; labels too.
+    """
+
+    def __init__(self, X, y):
+        self.X = X
+        self.y = y
+
+    def __len__(self):
+        return len(self.y)
+
+    def probe(self, n=2):
+        """The first ``n`` inputs, for tracing and size checks."""
+        return self.X[:n]
+
+    def train_batches(self, batch_size, generator):
+        """Shuffled ``(x, y)`` minibatches covering every sample once (one epoch)."""
+        order = torch.randperm(len(self), generator=generator).to(self.y.device)
+        for idx in batches(len(order), batch_size, order):
+            yield self.X[idx], self.y[idx]
+
+    def eval_batches(self, batch_size):
+        """``(x, y)`` batches in order."""
+        for idx in batches(len(self), batch_size):
+            yield self.X[idx], self.y[idx]
+
+    def mapped(self, function, batch_size):
+        """These samples with inputs replaced by ``function(inputs)`` (no gradients)."""
+        return Samples(run_in_batches(function, self.X, batch_size), self.y)
+
+    def subset(self, idx):
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.y.device)
+        return Samples(self.X[idx.to(self.X.device)], self.y[idx])
+
+    def concat(self, other):
+        return Samples(torch.cat([self.X, other.X]), torch.cat([self.y, other.y]))
+
+
+@dataclass
+class TargetData:
+    """The target task: training samples, validation samples (or None) and classes.
+
+    ``classes`` are the output columns of the net that the target uses; labels
+    in :class:`Samples` index them.
+    """
+
+    train: Samples
+    val: object  # Samples or None (a refit trains without validation)
+    classes: torch.Tensor
+
+    @property
+    def device(self):
+        return self.classes.device
+
+    def probe(self, n=2):
+        return (self.val if self.val is not None else self.train).probe(n)
+
+    def n_samples(self):
+        return len(self.train) + (len(self.val) if self.val is not None else 0)
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """How long one training run lasts.
+
+    ``max_epochs`` full passes over the training data at most; ``patience``
+    epochs without improvement on validation stop it (None: never);
+    ``max_steps``, when set, caps optimizer steps (a refit's length).
+    """
+
+    max_epochs: int
+    patience: object = None  # int or None
+    max_steps: object = None  # int or None
+
+    def replace(self, **changes):
+        return replace(self, **changes)
+
+
+@dataclass
+class Optimization:
+    """How to train: taken from the base net, overridden by FlexTuner."""
+
+    optimizer: type
+    optimizer_kwargs: dict
+    lr: float
+    batch_size: int
+    stopping: Stopping
+    get_loss: object  # callable(gathered outputs, y) -> loss
+    probabilities: bool  # whether the net outputs probabilities (NLLLoss)
+    eval_batch_size: int = 1024
+    autocast_dtype: object = None  # e.g. torch.bfloat16: mixed precision forward passes
+
+
+class SkorchClassifierLoss:
+    """:meth:`skorch.NeuralNetClassifier.get_loss`, without the net.
+
+    The same computation (log of probabilities for ``NLLLoss``, then the
+    criterion), but picklable on its own: joblib workers then receive the
+    criterion, not the skorch net, whose pickling needs the module's class to
+    be importable by name.
+    """
+
+    def __init__(self, criterion):
+        self.criterion = criterion
+
+    def __call__(self, outputs, y):
+        if isinstance(self.criterion, torch.nn.NLLLoss):
+            outputs = torch.log(outputs + torch.finfo(outputs.dtype).eps)
+        return self.criterion(outputs, y)
+
+
+def gather(outputs, classes, probabilities):
+    """Restrict net outputs to the target's classes (renormalizing probabilities).
+
+    A module that returns a tuple contributes its first element, as in skorch.
+    """
+    if isinstance(outputs, (tuple, list)):
+        outputs = outputs[0]
+    gathered = outputs.index_select(1, classes)
+    if probabilities:
+        gathered = gathered / gathered.sum(dim=1, keepdim=True).clamp_min(
+            torch.finfo(gathered.dtype).tiny)
+    return gathered
+
+
+def batches(n, batch_size, order=None):
+    """Slices of ``range(n)`` (or of ``order``) in batches; no batch of size 1.
+
+    A trailing batch of one sample would break BatchNorm in train mode, so it
+    is merged into the previous batch.
+    """
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        yield order[start:stop] if order is not None else slice(start, stop)
+
+
+def run_in_batches(function, X, batch_size):
+    """``function`` over X in batches, without gradients; the results concatenated."""
+    with torch.no_grad():
+        outputs = []
+        for idx in batches(len(X), batch_size):
+            with forward_pass():
+                outputs.append(function(X[idx]))
+        return torch.cat(outputs)
+
+
+def seed_for(base_seed, key):
+    """A seed per candidate, independent of the order candidates are trained in."""
+    return (base_seed + zlib.crc32(repr(key).encode())) % (2 ** 31)

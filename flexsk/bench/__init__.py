@@ -1,0 +1,81 @@
+"""The benchmark of ``flexsk bench``: the paper's grid on embedded data, and its reports.
+
+The grid is source nets x domain shifts x training-set sizes ("ratios",
+images per class) x strategies x repeats, as in Section 5 of Royer &
+Lampert (WACV 2020):
+
+* source nets: the zoo's ``conv4`` (the paper's 4-unit MNIST net) and
+  ``conv7`` (its 7-unit CIFAR net), one-channel for the grey shifts and
+  three-channel for the colour shifts (:data:`flexsk.datasets.COLOUR_SHIFTS`);
+* shifts: :data:`flexsk.datasets.SHIFTS`, each with its default parameters
+  and ``random_state=0``;
+* ratios 2, 10 and 40 images per class (40 is the whole training pool),
+  drawn with :func:`~flexsk.datasets.train_val_test_split` and
+  ``random_state=repeat``, so subsets are nested across ratios;
+* strategies flex, fast, faster, ft-fc (1), ft-fc (2), ft-ss and ft-all,
+  each fitted with ``keep_candidates=True`` and ``random_state=repeat`` on the
+  fixed validation split, and scored on the fixed test split; ``max_epochs``
+  and ``patience`` are the estimator's defaults unless the configuration
+  sets them.
+
+Every run is one row of a tidy CSV (:data:`COLUMNS`), appended and flushed as
+soon as it finishes. A restart reads the complete rows and skips them; a
+line that is not a complete row is dropped, with a warning, and its run done
+again. The grid's settings live in ``config.json`` next to the CSV, and a run
+with other settings refuses to append to it. One process at a time writes a
+directory: a second ``flexsk bench`` on it is refused.
+
+:func:`write_reports` turns the CSV into the paper's tables (Table 3: mean
+test accuracy per shift and ratio, Table 4: retrieval mAP@10) and figures
+(Figure 1: per-unit validation and test accuracy; Figure 2: which unit each
+method picks), drawn by :mod:`flexsk.plot`.
+
+The package has one module per job, each importing only those before it:
+``_config`` (the grid and ``config.json``), ``_results`` (the results
+directory: the CSV's columns, reader and writer), ``_runner`` (the locked,
+resumable runner), ``_tables`` (the markdown tables) and ``_reports`` (the
+report files, with the figures of :mod:`flexsk.plot`). The command line is
+:mod:`flexsk.cli`.
+"""
+
+from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # noqa: F401
+                      BENCH_VERSION, DEFAULT_OUTPUT, DEFAULTS, LABELS, MAP_K, QUICK,
+                      QUICK_OUTPUT, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, describe_config,
+                      n_channels_of, plan_runs)
+from ._reports import MATPLOTLIB_HINT, write_reports  # noqa: F401
+from ._results import (COLUMNS, best_key, key_name, read_results,  # noqa: F401
+                       CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
+                       parse_row, run_key)
+from ._runner import run_bench
+from ._tables import (bold_cells, mean_accuracies, mean_accuracy_markdown,  # noqa: F401
+                      picks_markdown, retrieval_markdown, selection_markdown, summary_line,
+                      table3_markdown, versus_baselines_markdown, win_counts,
+                      win_counts_markdown,
+                      BASELINES, FLEX_VARIANTS, PAPER_WINS, TIE_TOLERANCE)
+
+# Besides __all__, the constants and helpers above stay importable from here,
+# as they were before the bench became a package.
+__all__ = [
+    "COLUMNS",
+    "STRATEGIES",
+    "BenchError",
+    "BenchConfigError",
+    "make_config",
+    "plan_runs",
+    "run_bench",
+    "read_results",
+    "key_name",
+    "best_key",
+    "mean_accuracies",
+    "bold_cells",
+    "win_counts",
+    "table3_markdown",
+    "summary_line",
+    "mean_accuracy_markdown",
+    "versus_baselines_markdown",
+    "win_counts_markdown",
+    "picks_markdown",
+    "selection_markdown",
+    "retrieval_markdown",
+    "write_reports",
+]

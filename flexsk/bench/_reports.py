@@ -1,0 +1,138 @@
+"""The reports of a results directory: the markdown tables and the paper-style figures."""
+
+import os
+from pathlib import Path
+
+from sklearn.utils._param_validation import validate_params
+
+from .._files import atomic_write
+from ._config import BenchError, describe_config, read_config
+from ._results import CONFIG_JSON, RESULTS_CSV, read_results
+from ._tables import (BASELINES, TIE_TOLERANCE, _label, _scenario, mean_accuracy_markdown,
+                      picks_markdown, retrieval_markdown, selection_markdown, summary_line,
+                      table3_markdown, versus_baselines_markdown, win_counts_markdown)
+
+MATPLOTLIB_HINT = 'pip install "flexsk[plot]"'
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+@validate_params(
+    {"output": [str, os.PathLike], "log": [callable, None]},
+    prefer_skip_nested_validation=True,
+)
+def write_reports(output, *, log=print):
+    """Write the tables (markdown) and figures (PNG) of the results in ``output``.
+
+    Files: ``table3.md`` (Table 3 style tables, the win-count summary and the
+    mean accuracy per strategy), ``retrieval.md`` (Table 4 style),
+    ``fig1_<net>.png`` (per-unit validation and test accuracy, Figure 1
+    style) and ``fig2_<net>.png`` (selection heat map, Figure 2 style), each
+    written all at once. Figures need matplotlib (drawn with the
+    non-interactive ``"Agg"`` backend, which this function selects); without
+    it the tables are still written and the install command is printed.
+
+    Parameters
+    ----------
+    output : str or path-like
+        The directory of ``results.csv`` (and ``config.json``); the reports
+        are written next to it.
+    log : callable or None, default=print
+        Called with the summary lines; None is silent.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+
+    Raises
+    ------
+    BenchError
+        If ``output`` holds no finished runs, or a damaged ``config.json``.
+
+    Examples
+    --------
+    The reports of the committed results, regenerated without training (as
+    ``flexsk bench --report-only --output docs/_static/bench`` does):
+
+    >>> from flexsk.bench import write_reports
+    >>> paths = write_reports("docs/_static/bench", log=None)  # doctest: +SKIP
+    """
+    log = log or _silent
+    output = Path(output)
+    csv_path = output / RESULTS_CSV
+    if not csv_path.exists():
+        raise BenchError(f"no results in {output}: {csv_path} does not exist. Run "
+                         f"flexsk bench --output {output} first.")
+    rows = read_results(csv_path)
+    if not rows:
+        raise BenchError(f"{csv_path} holds no finished runs yet.")
+    config_path = output / CONFIG_JSON
+    header = ""
+    if config_path.exists():
+        header = f"Grid: {describe_config(read_config(config_path))}\n\n"
+    written = []
+
+    table3 = (f"# Mean test accuracy (Table 3 style)\n\n{header}"
+              "Mean test accuracy over repeats; in parentheses the source net's accuracy "
+              "on the target test set before tuning. Bold: a flex variant strictly above "
+              "every baseline (ft-fc (1), ft-fc (2), ft-ss, ft-all) in that row.\n\n"
+              + table3_markdown(rows) + "\n" + summary_line(rows) + "\n\n"
+              + mean_accuracy_markdown(rows) + "\n## Flex variants against the best "
+              f"baseline\n\nPer scenario, the best of {', '.join(_label(b) for b in BASELINES)}"
+              f"; tied means within {TIE_TOLERANCE}.\n\n" + versus_baselines_markdown(rows)
+              + "\n## Win counts per ratio\n\n"
+              + win_counts_markdown(rows) + "\n## Selection against a test-set oracle\n\n"
+              "The oracle returns, in each flex run, the candidate (one unit, or ft-all) "
+              "with the best *test* accuracy; the regret of a method is the oracle's test "
+              "accuracy minus its own (fast and faster are compared with the flex run of "
+              "the same subset and seed).\n\n" + selection_markdown(rows)
+              + "\n## Units flex returns\n\n" + picks_markdown(rows))
+    written.append(_write_text(output / "table3.md", table3))
+    retrieval = (f"# Retrieval mAP@10 (Table 4 style)\n\n{header}"
+                 "mAP@10 of the tuned net's penultimate features of the target test images, "
+                 "queried against the source test images embedded by the pretrained net "
+                 "(euclidean). 'pretrained': the target images embedded by the pretrained "
+                 "net too. Bold: best tuned value of the row.\n\n" + retrieval_markdown(rows))
+    written.append(_write_text(output / "retrieval.md", retrieval))
+    log(summary_line(rows))
+    log(mean_accuracy_markdown(rows))
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log(f"Figures skipped: they need matplotlib ({MATPLOTLIB_HINT}).")
+        return written
+    # Imported here, not at the top: flexsk.plot reads results through this
+    # package, which must be importable without it.
+    from .. import plot
+
+    for net in dict.fromkeys(r["net"] for r in rows):
+        if any(r["net"] == net and r["strategy"] == "flex" for r in rows):
+            fig = plot.unit_scores_figure(rows, net=net)
+            written.append(_save(fig, output / f"fig1_{net}.png"))
+            plt.close(fig)
+        n_scenarios = len({_scenario(r) for r in rows if r["net"] == net})
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * n_scenarios), layout="constrained")
+        plot.plot_selection_heatmap(rows, net=net, ax=ax)
+        written.append(_save(fig, output / f"fig2_{net}.png"))
+        plt.close(fig)
+    log("Wrote " + ", ".join(str(p) for p in written))
+    return written
+
+
+def _write_text(path, text):
+    with atomic_write(path, text=True) as f:
+        f.write(text)
+    return path
+
+
+def _save(fig, path):
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=110, format="png")
+    return path

@@ -1,0 +1,339 @@
+"""The results directory: its files, the CSV's columns, and the CSV's reader and writer.
+
+``results.csv`` holds one row per finished run, one row per line (JSON cells
+hold no newline). A row counts only when it is complete: every column present
+and parseable with its type (see :data:`COLUMNS`), and a newline after it.
+"""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+from sklearn.utils._param_validation import validate_params
+
+from .._files import atomic_write
+from ._config import BenchConfigError, BenchError
+
+RESULTS_CSV = "results.csv"
+CONFIG_JSON = "config.json"
+TIMING_JSON = "timing.json"
+#: Held (``flock``) by the one ``flexsk bench`` that writes the directory.
+LOCK_FILE = ".flexsk-bench.lock"
+
+
+def _setting(text):
+    """An estimator setting as written: an int, else the word (e.g. ``"auto"``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+#: Column -> (type, may be empty): str, int, float, json or _setting. New
+#: columns go at the end, here and in the runner's row; readers take old
+#: files' own headers.
+_COLUMN_TYPES = {
+    # the run: its key
+    "net": (str, False),
+    "n_channels": (int, False),
+    "shift": (str, False),
+    "ratio": (int, False),
+    "repeat": (int, False),
+    "strategy": (str, False),
+    # its settings
+    "n_train": (int, False),
+    "image_size": (int, False),
+    "max_epochs": (_setting, False),  # FlexTuner's, when the config leaves its default
+    "patience": (_setting, True),  # None: no early stopping
+    "lr": (float, False),
+    "batch_size": (int, False),
+    # its outcome
+    "test_accuracy": (float, False),
+    "source_accuracy": (float, False),
+    "selected_unit": (str, False),
+    "units": (json, False),
+    "proxy_scores": (json, False),
+    "validation_scores": (json, False),
+    "candidate_test_scores": (json, False),
+    "n_epochs": (json, False),
+    "fit_seconds": (float, False),
+    "map_at_10": (float, True),  # only RETRIEVAL_STRATEGIES
+    "source_map_at_10": (float, True),
+    # added with refit (bench version 2); test_accuracy is the selection run's pick
+    "refit_test_accuracy": (float, False),  # the returned model: the pick refitted
+    "validation_losses": (json, False),
+    "proxy_losses": (json, False),
+    "best_epochs": (json, False),
+    "refit_epochs": (int, True),
+    "refit_seconds": (float, False),
+}
+#: Columns of the results CSV, one row per (net, n_channels, shift, ratio, repeat, strategy).
+COLUMNS = list(_COLUMN_TYPES)
+KEY_COLUMNS = ("net", "n_channels", "shift", "ratio", "repeat", "strategy")
+
+
+def key_name(key):
+    """A unit key as the CSV writes it: a tuple of units joined with ``+``.
+
+    Examples
+    --------
+    >>> from flexsk.bench import key_name
+    >>> key_name(("fc1", "fc2")), key_name("conv1")
+    ('fc1+fc2', 'conv1')
+    """
+    return "+".join(key) if isinstance(key, tuple) else str(key)
+
+
+def best_key(scores):
+    """The key of the highest score; ties go to the earliest key.
+
+    Parameters
+    ----------
+    scores : dict
+        Key (e.g. a unit) -> score, in order (e.g. forward order).
+
+    Returns
+    -------
+    key or None
+        None when ``scores`` is empty.
+
+    Examples
+    --------
+    >>> from flexsk.bench import best_key
+    >>> best_key({"conv1": 0.5, "conv2": 0.8, "fc1": 0.8})
+    'conv2'
+    """
+    best = None
+    for key, score in scores.items():
+        if best is None or score > scores[best]:
+            best = key
+    return best
+
+
+def _parse_value(column, value):
+    kind = _COLUMN_TYPES.get(column, (str, True))[0]
+    if not isinstance(value, str) or kind is str:
+        return value
+    if value == "":
+        return None
+    return json.loads(value) if kind is json else kind(value)
+
+
+def parse_row(row):
+    """A results row with typed values (ints, floats, decoded JSON); idempotent."""
+    return {k: _parse_value(k, v) for k, v in row.items()}
+
+
+def run_key(row):
+    """The identity of a run: its key columns, typed."""
+    return (str(row["net"]), int(row["n_channels"]), str(row["shift"]), int(row["ratio"]),
+            int(row["repeat"]), str(row["strategy"]))
+
+
+def describe_run(key):
+    """``conv4 (1ch) noise, ratio 2, repeat 0, flex`` for a :func:`run_key`."""
+    net, n_channels, shift, ratio, repeat, strategy = key
+    return f"{net} ({n_channels}ch) {shift}, ratio {ratio}, repeat {repeat}, {strategy}"
+
+
+def format_row(row):
+    """A row of Python values as the CSV's cells: None empty, JSON columns encoded."""
+    cells = {}
+    for column in COLUMNS:
+        value = row[column]
+        if value is None:
+            value = ""
+        elif _COLUMN_TYPES[column][0] is json:
+            if isinstance(value, dict):
+                value = {key_name(k): v for k, v in value.items()}
+            value = json.dumps(value)
+        cells[column] = value
+    return cells
+
+
+class _Damaged(ValueError):
+    """A line of the CSV that is not a complete row."""
+
+
+def _lines(text):
+    """Physical lines, each with its newline (the last one may lack it)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    return [line + "\n" for line in lines] + ([last] if last else [])
+
+
+def _row(line, header, *, strict):
+    """The typed row of one line; raises :class:`_Damaged` saying why it is not one."""
+    if not line.endswith("\n"):
+        raise _Damaged("cut short: no newline at its end")
+    try:
+        values = next(csv.reader([line]), [])
+    except csv.Error as exc:
+        raise _Damaged(f"not CSV: {exc}") from None
+    if not values:
+        raise _Damaged("an empty line")
+    if values == header:
+        raise _Damaged("a repeated header line")
+    if len(values) != len(header):
+        raise _Damaged(f"{len(values)} of the {len(header)} columns")
+    row = dict(zip(header, values))
+    for column, value in row.items():
+        kind, nullable = _COLUMN_TYPES.get(column, (str, True))
+        if value == "":
+            if column in KEY_COLUMNS or (strict and not nullable):
+                raise _Damaged(f"{column} is empty")
+            continue
+        try:
+            _parse_value(column, value)
+        except ValueError:
+            what = {json: "JSON", int: "an int", float: "a float"}[kind]
+            raise _Damaged(f"{column} {value[:40]!r} is not {what}") from None
+    return parse_row(row)
+
+
+def _name(line, header):
+    """The run a damaged line was, if its key columns survived."""
+    try:
+        values = dict(zip(header, next(csv.reader([line]), [])))
+        return describe_run(run_key(values))
+    except (KeyError, ValueError, csv.Error):
+        return None
+
+
+def _header(path, text):
+    first = _lines(text)[0] if text else ""
+    header = next(csv.reader([first]), []) if first else []
+    if not header:
+        raise BenchError(f"{path} is empty: it has no header line.")
+    missing = [c for c in KEY_COLUMNS if c not in header]
+    if missing:
+        raise BenchError(f"{path} is not a flexsk bench results file: it has no "
+                         f"{', '.join(missing)} column.")
+    return header
+
+
+@validate_params({"path": [str, os.PathLike]}, prefer_skip_nested_validation=True)
+def read_results(path):
+    """Read a results CSV written by :func:`run_bench`.
+
+    Lines that are not complete rows (a run killed mid-write, a damaged line)
+    are skipped with a warning.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV, or the directory holding ``results.csv``.
+
+    Returns
+    -------
+    list of dict
+        One dict per row, with typed values: ints, floats (None where empty)
+        and decoded JSON (dicts keyed by unit name; ``"fc1+fc2"`` for the
+        pair of ft-fc (2)).
+
+    Warns
+    -----
+    RuntimeWarning
+        For each line skipped.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> flex = [row for row in rows if row["strategy"] == "flex"]  # doctest: +SKIP
+    >>> flex[0]["validation_scores"]  # every candidate's accuracy  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_CSV
+    with open(path, newline="", encoding="utf-8") as f:
+        text = f.read()
+    header = _header(path, text)
+    rows = []
+    for number, line in enumerate(_lines(text)[1:], start=2):
+        try:
+            rows.append(_row(line, header, strict=False))
+        except _Damaged as exc:
+            run = _name(line, header)
+            warnings.warn(f"{path}, line {number}{f' ({run})' if run else ''} is not a "
+                          f"complete row ({exc}); skipped.", RuntimeWarning, stacklevel=3)
+    return rows
+
+
+def clean_results(path):
+    """Check the runner's CSV and drop the lines that are not complete rows.
+
+    A complete row has every column of :data:`COLUMNS`, each parseable with
+    its type and empty only where the column allows it. The other lines are
+    dropped by rewriting the file all at once; the rows kept are kept byte
+    for byte.
+
+    Returns
+    -------
+    finished : set
+        The :func:`run_key` of every complete row.
+    dropped : list of (int, str or None, str)
+        Each dropped line: its number, the run it was (if its key columns
+        survived) and what was wrong with it.
+
+    Raises
+    ------
+    BenchConfigError
+        If the header is not :data:`COLUMNS`.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        text = f.read()
+    lines = _lines(text)
+    header = next(csv.reader(lines[:1]), None)
+    if header != COLUMNS:
+        raise BenchConfigError(
+            f"{path} has columns {header}, not those of this version of flexsk bench. Pass "
+            f"--output NEWDIR to start a new results file.")
+    finished, kept, dropped = set(), [], []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            finished.add(run_key(_row(line, COLUMNS, strict=True)))
+            kept.append(line)
+        except _Damaged as exc:
+            dropped.append((number, _name(line, COLUMNS), str(exc)))
+    head = lines[0] if lines[0].endswith("\n") else lines[0] + "\r\n"
+    if dropped or head != lines[0]:
+        with atomic_write(path, text=True) as f:
+            f.write(head + "".join(kept))
+    return finished, dropped
+
+
+@contextlib.contextmanager
+def appending(path):
+    """Append rows to the CSV (created with its header if new or empty), each on disk at once.
+
+    Yields
+    ------
+    write : callable
+        ``write(row)``: a dict of Python values, one per column of
+        :data:`COLUMNS` (None for an empty cell).
+    """
+    new_file = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        if new_file:
+            csv.DictWriter(f, COLUMNS).writeheader()
+            f.flush()
+
+        def write(row):
+            cells = format_row(row)
+            line = io.StringIO()
+            csv.DictWriter(line, COLUMNS).writerow(cells)
+            try:  # a row the next run would not count must never be written
+                _row(line.getvalue(), COLUMNS, strict=True)
+            except _Damaged as exc:
+                raise ValueError(f"flexsk bench made a row it cannot read back ({exc}): "
+                                 f"{describe_run(run_key(row))}.") from None
+            f.write(line.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+        yield write

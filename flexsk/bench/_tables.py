@@ -1,0 +1,542 @@
+"""The markdown tables of the results: Table 3 and Table 4 styles, win counts, picks."""
+
+from collections import Counter, defaultdict
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
+
+from .._text import format_table
+from ._config import LABELS, RETRIEVAL_STRATEGIES, STRATEGIES
+from ._results import parse_row, run_key
+
+FLEX_VARIANTS = ("flex", "fast", "faster")
+BASELINES = ("ft-fc-1", "ft-fc-2", "ft-ss", "ft-all")
+#: Two mean accuracies within this of each other are tied (win counts).
+TIE_TOLERANCE = 0.0005
+#: The paper's Section 5.2 counts, for the summary line.
+PAPER_WINS = "flex 60/72, fast-flex 41/72, ft-all 26/72"
+
+_TOL = Interval(Real, 0, None, closed="left")
+_DIGITS = Interval(Integral, 0, None, closed="left")
+
+
+def _scenario(row):
+    return (row["net"], row["n_channels"], row["shift"], row["ratio"])
+
+
+def _ordered(keys, rows):
+    """Scenario keys sorted by first appearance of net and shift, then ratio."""
+    nets = list(dict.fromkeys(r["net"] for r in rows))
+    shifts = list(dict.fromkeys(r["shift"] for r in rows))
+    return sorted(keys, key=lambda k: (nets.index(k[0]), shifts.index(k[2]), k[1], k[3]))
+
+
+@validate_params({"rows": ["array-like"], "field": [str]}, prefer_skip_nested_validation=True)
+def mean_accuracies(rows, field="test_accuracy"):
+    """Mean of ``field`` over repeats, per scenario and strategy.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed).
+    field : str, default="test_accuracy"
+        The column to average, e.g. ``"map_at_10"``.
+
+    Returns
+    -------
+    dict
+        ``(net, n_channels, shift, ratio) -> {strategy: mean}``, scenarios in
+        table order; rows whose ``field`` is empty are left out.
+
+    Examples
+    --------
+    >>> from flexsk.bench import mean_accuracies
+    >>> rows = [dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=repeat,
+    ...              strategy=strategy, test_accuracy=accuracy)
+    ...         for repeat, strategy, accuracy in [(0, "flex", 0.875), (1, "flex", 0.825),
+    ...                                            (0, "ft-all", 0.75), (1, "ft-all", 0.85)]]
+    >>> mean_accuracies(rows)
+    {('conv4', 1, 'blur', 2): {'flex': 0.85, 'ft-all': 0.8}}
+    """
+    rows = [parse_row(r) for r in rows]
+    groups = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row.get(field) is not None:
+            groups[_scenario(row)][row["strategy"]].append(row[field])
+    return {key: {s: float(np.mean(v)) for s, v in groups[key].items()}
+            for key in _ordered(groups, rows)}
+
+
+@validate_params({"means": [dict]}, prefer_skip_nested_validation=True)
+def bold_cells(means):
+    """The flex variants whose mean is strictly greater than every baseline's.
+
+    Parameters
+    ----------
+    means : dict
+        Strategy -> mean accuracy of one scenario.
+
+    Returns
+    -------
+    set of str
+        Empty when the scenario has no baseline.
+
+    Examples
+    --------
+    >>> from flexsk.bench import bold_cells
+    >>> sorted(bold_cells({"flex": 0.91, "fast": 0.90, "faster": 0.85, "ft-all": 0.90}))
+    ['flex']
+    """
+    baselines = [means[b] for b in BASELINES if b in means]
+    if not baselines:
+        return set()
+    best = max(baselines)
+    return {s for s in FLEX_VARIANTS if s in means and means[s] > best + 1e-12}
+
+
+@validate_params(
+    {"rows": ["array-like"], "tol": [_TOL], "field": [str]},
+    prefer_skip_nested_validation=True,
+)
+def win_counts(rows, tol=TIE_TOLERANCE, field="test_accuracy"):
+    """How often each strategy is best or tied-best, over scenarios.
+
+    A scenario is a (net, shift, ratio); a strategy is best or tied-best when
+    its mean over repeats is within ``tol`` of the scenario's best mean.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed).
+    tol : float, default=TIE_TOLERANCE
+        Means within ``tol`` of the best are tied with it.
+    field : str, default="test_accuracy"
+        The column compared.
+
+    Returns
+    -------
+    n_scenarios : int
+    counts : dict
+        Strategy -> number of scenarios where it is best or tied-best.
+
+    Examples
+    --------
+    >>> from flexsk.bench import win_counts
+    >>> rows = [dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=0,
+    ...              strategy=strategy, test_accuracy=accuracy)
+    ...         for strategy, accuracy in [("flex", 0.85), ("fast", 0.85), ("ft-all", 0.80)]]
+    >>> win_counts(rows)
+    (1, {'flex': 1, 'fast': 1, 'ft-all': 0})
+    """
+    means = mean_accuracies(rows, field)
+    counts = Counter()
+    for scenario in means.values():
+        best = max(scenario.values())
+        counts.update(s for s, m in scenario.items() if m >= best - tol - 1e-12)
+    strategies = _strategies_in(rows)
+    return len(means), {s: counts.get(s, 0) for s in strategies}
+
+
+def _strategies_in(rows):
+    present = {parse_row(r)["strategy"] for r in rows}
+    return [s for s in STRATEGIES if s in present] + sorted(present - set(STRATEGIES))
+
+
+def _label(strategy):
+    return LABELS.get(strategy, strategy)
+
+
+def _source_values(rows, field):
+    """Scenario (without ratio) -> mean of ``field``, e.g. the source accuracy."""
+    values = defaultdict(list)
+    for row in map(parse_row, rows):
+        if row.get(field) is not None:
+            values[_scenario(row)[:3]].append(row[field])
+    return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+def _repeats_of(rows):
+    counts = defaultdict(set)
+    for row in map(parse_row, rows):
+        counts[row["ratio"]].add(row["repeat"])
+    return {ratio: len(reps) for ratio, reps in counts.items()}
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def table3_markdown(rows, *, digits=3):
+    """Table 3 style: mean test accuracy per shift and ratio, one table per net.
+
+    The first columns give the ratio (images per class) and the target shift
+    with, in parentheses, the source net's accuracy on the target test set;
+    then one column per strategy. A flex variant's cell is bold when its mean
+    is strictly greater than every baseline's (ft-fc (1), ft-fc (2), ft-ss,
+    ft-all) in that row.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        Markdown.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, table3_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(table3_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows]
+    means = mean_accuracies(rows)
+    source = _source_values(rows, "source_accuracy")
+    strategies = _strategies_in(rows)
+    repeats = _repeats_of(rows)
+    parts = []
+    for net in dict.fromkeys(k[0] for k in means):
+        body = []
+        for key, scenario in means.items():
+            if key[0] != net:
+                continue
+            cells = _cells(scenario, strategies, bold_cells(scenario), digits)
+            shift = key[2] if key[1] == 1 else f"{key[2]} (3ch)"
+            src = source.get(key[:3])
+            target = f"{shift} ({src:.2f})" if src is not None else shift
+            body.append([f"{key[3]} ({repeats.get(key[3], 1)}x)", target] + cells)
+        parts.append(f"**{net}**\n\n" + format_table(
+            ["ratio", "target (source acc.)"] + [_label(s) for s in strategies], body))
+    return "\n\n".join(parts) + "\n"
+
+
+def _cells(scenario, strategies, bold, digits):
+    """A table row's cells: each strategy's mean, bold if in ``bold``, blank if absent."""
+    cells = []
+    for s in strategies:
+        if s not in scenario:
+            cells.append("")
+            continue
+        text = f"{scenario[s]:.{digits}f}"
+        cells.append(f"**{text}**" if s in bold else text)
+    return cells
+
+
+@validate_params({"rows": ["array-like"], "tol": [_TOL]}, prefer_skip_nested_validation=True)
+def summary_line(rows, tol=TIE_TOLERANCE):
+    """The paper's summary: how often each method is best or tied-best.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    tol : float, default=TIE_TOLERANCE
+        Means within ``tol`` of the best are tied with it.
+
+    Returns
+    -------
+    str
+        One sentence, with the paper's counts for comparison.
+
+    See Also
+    --------
+    win_counts : The counts themselves.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, summary_line
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(summary_line(rows))  # doctest: +SKIP
+    """
+    n, counts = win_counts(rows, tol)
+    wins = ", ".join(f"{_label(s)} {c}/{n}" for s, c in counts.items())
+    return (f"Out of {n} scenarios (net x shift x ratio, mean over repeats), best or "
+            f"tied-best (within {tol} of the best): {wins}. The paper reports "
+            f"{PAPER_WINS}.")
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def mean_accuracy_markdown(rows, *, digits=3):
+    """Mean test accuracy of each strategy over all scenarios, and its win count.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A markdown table: one column per strategy; the mean over the
+        scenarios where every strategy ran, and the win count.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, mean_accuracy_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(mean_accuracy_markdown(rows))  # doctest: +SKIP
+    """
+    means = mean_accuracies(rows)
+    n, counts = win_counts(rows)
+    strategies = list(counts)
+    complete = [m for m in means.values() if all(s in m for s in strategies)]
+    avg = [f"{np.mean([m[s] for m in complete]):.{digits}f}" for s in strategies]
+    return format_table(
+        [""] + [_label(s) for s in strategies],
+        [[f"mean test accuracy over {len(complete)} scenarios"] + avg,
+         [f"best or tied-best (of {n})"] + [str(counts[s]) for s in strategies]]) + "\n"
+
+
+@validate_params(
+    {"rows": ["array-like"], "tol": [_TOL], "digits": [_DIGITS]},
+    prefer_skip_nested_validation=True,
+)
+def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
+    """Each flex variant against the best baseline of each scenario.
+
+    Counts the scenarios where the variant's mean is above the best baseline's
+    by more than ``tol``, within ``tol`` of it, or below it by more than
+    ``tol``, and gives the mean difference.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    tol : float, default=TIE_TOLERANCE
+        Means within ``tol`` of the best are tied with it.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A markdown table, one row per flex variant.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, versus_baselines_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(versus_baselines_markdown(rows))  # doctest: +SKIP
+    """
+    means = mean_accuracies(rows)
+    body = []
+    for s in FLEX_VARIANTS:
+        diffs = [m[s] - max(m[b] for b in BASELINES if b in m) for m in means.values()
+                 if s in m and any(b in m for b in BASELINES)]
+        if not diffs:
+            continue
+        diffs = np.array(diffs)
+        body.append([_label(s), str(int(np.sum(diffs > tol))),
+                     str(int(np.sum(np.abs(diffs) <= tol))), str(int(np.sum(diffs < -tol))),
+                     f"{diffs.mean():+.{digits}f}"])
+    return format_table(["vs. the best baseline", "above", "tied", "below",
+                         "mean difference"], body) + "\n"
+
+
+@validate_params({"rows": ["array-like"], "strategy": [str]}, prefer_skip_nested_validation=True)
+def picks_markdown(rows, strategy="flex"):
+    """How often ``strategy`` returns each candidate, per net and ratio (runs counted).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    strategy : str, default="flex"
+        The strategy whose picks are counted.
+
+    Returns
+    -------
+    str
+        A markdown table, one row per net and ratio.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, picks_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(picks_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows if parse_row(r)["strategy"] == strategy]
+    body = []
+    for net in dict.fromkeys(r["net"] for r in rows):
+        mine = [r for r in rows if r["net"] == net]
+        keys = list(mine[0]["units"]) + ["all"]
+        for ratio in sorted({r["ratio"] for r in mine}):
+            picks = Counter(r["selected_unit"] for r in mine if r["ratio"] == ratio)
+            cells = ", ".join(f"{k} {picks[k]}" for k in keys if picks[k])
+            body.append([net, str(ratio), str(sum(picks.values())), cells])
+    return format_table(["net", "ratio", "runs", f"units {strategy} returns (runs)"],
+                        body) + "\n"
+
+
+@validate_params({"rows": ["array-like"], "tol": [_TOL]}, prefer_skip_nested_validation=True)
+def win_counts_markdown(rows, tol=TIE_TOLERANCE):
+    """Win counts (best or tied-best) per ratio and over all ratios, as a markdown table.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    tol : float, default=TIE_TOLERANCE
+        Means within ``tol`` of the best are tied with it.
+
+    Returns
+    -------
+    str
+        A markdown table: one row per ratio and one over all ratios.
+
+    See Also
+    --------
+    win_counts : The counts over all scenarios.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, win_counts_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(win_counts_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows]
+    strategies = _strategies_in(rows)
+    body = []
+    for ratio in sorted({r["ratio"] for r in rows}):
+        n, counts = win_counts([r for r in rows if r["ratio"] == ratio], tol)
+        body.append([f"{ratio} per class"] + [f"{counts.get(s, 0)}/{n}" for s in strategies])
+    n, counts = win_counts(rows, tol)
+    body.append(["all ratios"] + [f"{counts[s]}/{n}" for s in strategies])
+    return format_table(["best or tied-best"] + [_label(s) for s in strategies], body) + "\n"
+
+
+@validate_params(
+    {"rows": ["array-like"], "tol": [_TOL], "digits": [_DIGITS]},
+    prefer_skip_nested_validation=True,
+)
+def selection_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
+    """How good the picks are, per ratio: flex's choices against a test-set oracle.
+
+    Every flex run records the test accuracy of all its candidates (each unit
+    and ft-all). The *oracle* is the best of them, i.e. what a selection that
+    could see the test set would return. A fast or faster run is compared
+    with the flex run of the same net, shift, ratio and repeat (same subset
+    and seed, so its tuned unit is the same model as flex's candidate). The
+    regret of a method is the oracle's test accuracy minus the method's.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    tol : float, default=TIE_TOLERANCE
+        Means within ``tol`` of the best are tied with it.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A markdown table, one row per ratio.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, selection_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(selection_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows]
+    flex = {run_key(r)[:5]: r for r in rows if r["strategy"] == "flex"}
+    methods = [s for s in FLEX_VARIANTS if any(r["strategy"] == s for r in rows)]
+    stats = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        ref = flex.get(run_key(row)[:5])
+        if row["strategy"] not in methods or ref is None:
+            continue
+        oracle = max(ref["candidate_test_scores"].values())
+        for group in (row["ratio"], "all ratios"):
+            stats[group][row["strategy"]].append(oracle - row["test_accuracy"])
+            if row["strategy"] == "flex":
+                stats[group]["oracle"].append(oracle)
+                stats[group]["returns all"].append(row["selected_unit"] == "all")
+    body = []
+    for group in sorted(g for g in stats if g != "all ratios") + ["all ratios"]:
+        if group not in stats:
+            continue
+        d = stats[group]
+        hit = np.mean(np.array(d["flex"]) <= tol) if d["flex"] else np.nan
+        body.append(
+            [f"{group} per class" if group != "all ratios" else group, str(len(d["flex"])),
+             f"{np.mean(d['returns all']):.0%}" if d["returns all"] else "",
+             f"{hit:.0%}", f"{np.mean(d['oracle']):.{digits}f}" if d["oracle"] else ""]
+            + [f"{np.mean(d[m]):.{digits}f}" if d[m] else "" for m in methods])
+    return format_table(
+        ["ratio", "flex runs", "flex returns ft-all", "flex picks a test-best candidate",
+         "oracle test acc."] + [f"regret of {_label(m)}" for m in methods], body) + "\n"
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def retrieval_markdown(rows, *, digits=3):
+    """Table 4 style: mAP@10 of the tuned nets' embeddings against the source gallery.
+
+    One table per net; rows are (ratio, shift); columns the pretrained net
+    (no tuning) and the strategies of :data:`RETRIEVAL_STRATEGIES`, means
+    over repeats. The best tuned value of each row is bold. A last table
+    gives the mean over all scenarios.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        Markdown.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, retrieval_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(retrieval_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows]
+    means = mean_accuracies(rows, "map_at_10")
+    source = mean_accuracies(rows, "source_map_at_10")
+    strategies = [s for s in RETRIEVAL_STRATEGIES if any(s in m for m in means.values())]
+    parts, totals = [], defaultdict(list)
+    for net in dict.fromkeys(k[0] for k in means):
+        body = []
+        for key, scenario in means.items():
+            if key[0] != net:
+                continue
+            src = np.mean(list(source.get(key, {}).values())) if source.get(key) else None
+            best = max(scenario.values())
+            cells = _cells(scenario, strategies,
+                           {s for s, m in scenario.items() if m >= best - 1e-12}, digits)
+            for s in strategies:
+                if s in scenario:
+                    totals[s].append(scenario[s])
+            if src is not None:
+                totals["pretrained"].append(src)
+            shift = key[2] if key[1] == 1 else f"{key[2]} (3ch)"
+            body.append([str(key[3]), shift, "" if src is None else f"{src:.{digits}f}"]
+                        + cells)
+        parts.append(f"**{net}**\n\n" + format_table(
+            ["ratio", "target", "pretrained"] + [_label(s) for s in strategies], body))
+    n, wins = win_counts(rows, field="map_at_10")
+    mean_row = ([f"mean over {n} scenarios", f"{np.mean(totals['pretrained']):.{digits}f}"
+                 if totals["pretrained"] else ""]
+                + [f"{np.mean(totals[s]):.{digits}f}" for s in strategies])
+    win_row = [f"best or tied-best (of {n})", ""] + [str(wins.get(s, 0)) for s in strategies]
+    parts.append(format_table(["", "pretrained"] + [_label(s) for s in strategies],
+                              [mean_row, win_row]))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,293 @@
+"""Selection you can trust: ranking by accuracy then loss, refit, warnings, cv, patience."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import state_hash
+from sklearn.model_selection import StratifiedKFold
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from flexsk import FlexTuner, SelectionWarning
+from flexsk._training import Evaluation, FineTuning
+
+FAST = dict(max_epochs=6, patience=3, random_state=0)
+
+
+def fit(net, target, **params):
+    return FlexTuner(net, **{**FAST, **params}).fit(
+        target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+
+
+def differing_keys(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return {k for k in sa if not torch.equal(sa[k], sb[k])}
+
+
+class Scripted:
+    """Replaces FineTuning.evaluate: scripted (accuracy, loss) per call, then constant."""
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(FineTuning, "evaluate",
+                            lambda ft, module, samples=None: self(module))
+        return self
+
+    def __init__(self, evaluations):
+        self.evaluations = list(evaluations)
+        self.snapshots = []
+
+    def __call__(self, module):
+        self.snapshots.append(copy.deepcopy(module.state_dict()))
+        if len(self.evaluations) > 1:
+            return Evaluation(*self.evaluations.pop(0))
+        return Evaluation(*self.evaluations[0])
+
+
+# -- early stopping: accuracy, then loss -------------------------------------------------------
+
+
+@pytest.mark.parametrize("evaluations, patience, best_epoch, n_epochs", [
+    # equal accuracy, loss down by more than 1e-4 relative: an improvement
+    ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.8), (0.6, 0.85), (0.6, 0.85), (0.6, 0.85)], 2, 2, 4),
+    # a fall of under 1e-4 relative is not one
+    ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.89995), (0.6, 0.89992), (0.6, 0.8999)], 2, 1, 3),
+    # an improvement by loss resets patience
+    ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.9), (0.6, 0.8), (0.6, 0.8), (0.6, 0.8), (0.6, 0.8)],
+     2, 3, 5),
+    # accuracy first: a higher accuracy wins whatever its loss
+    ([(0.5, 1.0), (0.6, 0.5), (0.7, 3.0), (0.65, 0.1), (0.65, 0.1)], 2, 2, 4),
+    # patience=None: every epoch, the best restored
+    ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.7), (0.6, 0.8)], None, 2, 6),
+])
+def test_early_stopping_ranks_epochs_by_accuracy_then_loss(
+        conv4, target, monkeypatch, evaluations, patience, best_epoch, n_epochs):
+    scripted = Scripted(evaluations).install(monkeypatch)
+    tuner = fit(conv4, target, strategy="ft-fc", patience=patience, refit=False)
+    assert tuner.n_epochs_["fc2"] == n_epochs
+    assert tuner.best_epochs_["fc2"] == best_epoch
+    assert tuner.validation_scores_["fc2"] == evaluations[best_epoch][0]
+    assert tuner.validation_losses_["fc2"] == evaluations[best_epoch][1]
+    restored = tuner.net_.module_.state_dict()
+    for key, value in scripted.snapshots[best_epoch].items():
+        assert torch.equal(restored[key], value), key
+
+
+def test_validation_losses_beside_scores(conv4, target):
+    tuner = fit(conv4, target, strategy="flex")
+    assert tuner.validation_losses_.keys() == tuner.validation_scores_.keys()
+    assert all(np.isfinite(loss) and loss > 0 for loss in tuner.validation_losses_.values())
+    assert tuner.proxy_losses_.keys() == tuner.proxy_scores_.keys()
+
+
+def test_validation_loss_is_the_criterion_on_the_target_classes(conv4, target):
+    tuner = fit(conv4, target, strategy="ft-fc", refit=False)
+    module = tuner.candidates_["fc2"]
+    with torch.no_grad():
+        logits = module(torch.as_tensor(target["X_val"]))[:, tuner.classes_]
+        expected = nn.functional.cross_entropy(
+            logits, torch.as_tensor(np.searchsorted(tuner.classes_, target["y_val"])))
+    assert tuner.validation_losses_["fc2"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+# -- refit ---------------------------------------------------------------------------------------
+
+
+def test_refit_is_the_default_and_changes_the_model(conv4, target):
+    assert FlexTuner(conv4).refit is True
+    refitted = fit(conv4, target, strategy="flex")
+    selection_run = fit(conv4, target, strategy="flex", refit=False)
+    assert refitted.selected_unit_ == selection_run.selected_unit_  # the same selection run
+    assert refitted.validation_scores_ == selection_run.validation_scores_
+    pick = refitted.candidates_[refitted.selected_unit_]
+    assert differing_keys(pick, refitted.net_.module_)  # retrained on more data
+    assert not differing_keys(selection_run.candidates_[selection_run.selected_unit_],
+                              selection_run.net_.module_)
+    # the selection run's pick stays scoreable
+    scores = refitted.score_candidates(target["X_val"], target["y_val"])
+    assert scores[refitted.selected_unit_] == pytest.approx(
+        refitted.validation_scores_[refitted.selected_unit_])
+    assert refitted.refit_epochs_ >= 1 and selection_run.refit_epochs_ is None
+
+
+@pytest.mark.parametrize("strategy", ["flex", "fast", "faster", "rgn", "halving", "ft-all",
+                                      "ft-fc", "ft-ss"])
+def test_every_strategy_refits_the_pick_only(conv7, target, strategy):
+    tuner = fit(conv7, target, strategy=strategy, max_epochs=3, halving_min_epochs=1)
+    selected = tuner.selected_unit_
+    changed = differing_keys(conv7.module_, tuner.net_.module_)
+    assert changed
+    if selected not in ("all", "ss"):
+        names = selected if isinstance(selected, tuple) else (selected,)
+        assert all(key.split(".")[0] in names for key in changed)
+    assert conv7.module_.state_dict().keys() == tuner.net_.module_.state_dict().keys()
+
+
+def test_refit_trains_on_training_and_validation_data_for_the_peak_steps(conv4, target,
+                                                                         monkeypatch):
+    runs = []
+    original = FineTuning.tune
+
+    def spy(self, key, **kwargs):
+        tuned = original(self, key, **kwargs)
+        runs.append((len(self.data.train), self.data.val is None, tuned))
+        return tuned
+
+    monkeypatch.setattr(FineTuning, "tune", spy)
+    tuner = fit(conv4, target, strategy="ft-all")
+    (n_train, no_val, selection), (n_all, refit_no_val, refit) = runs
+    assert n_train == len(target["y"]) and not no_val
+    assert n_all == len(target["y"]) + len(target["y_val"]) and refit_no_val
+    assert selection.best_epoch >= 1
+    assert refit.n_steps == selection.best_epoch * selection.steps_per_epoch
+    assert tuner.refit_epochs_ == refit.n_epochs
+
+
+def test_refit_with_the_internal_split_uses_every_sample(conv4, target, monkeypatch):
+    sizes = []
+    original = FineTuning.tune
+
+    def spy(self, key, **kwargs):
+        sizes.append(len(self.data.train))
+        return original(self, key, **kwargs)
+
+    monkeypatch.setattr(FineTuning, "tune", spy)
+    FlexTuner(conv4, strategy="ft-fc", **FAST).fit(target["X"], target["y"])
+    assert sizes == [80, 100]
+
+
+def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target, monkeypatch):
+    Scripted([(0.5, 1.0)]).install(monkeypatch)
+    with pytest.warns(SelectionWarning, match="No training run improved"):
+        tuner = fit(conv4, target, strategy="ft-fc")
+    assert tuner.best_epochs_ == {"fc2": 0} and tuner.refit_epochs_ == 0
+    assert state_hash(tuner.net_.module_) == state_hash(conv4.module_)
+
+
+# -- SelectionWarning and divergence ------------------------------------------------------------
+
+
+def test_a_clean_fit_gives_no_selection_warning(conv4, target):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SelectionWarning)
+        for strategy in ("flex", "fast", "faster"):
+            fit(conv4, target, strategy=strategy)
+
+
+def test_a_tiny_lr_gives_a_selection_warning(conv4, target):
+    with pytest.warns(SelectionWarning, match="larger lr"):
+        fit(conv4, target, strategy="fast", lr=1e-12)
+
+
+def test_a_huge_lr_raises_or_warns(conv4, target):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit(conv4, target, strategy="flex", lr=1e3)
+        except ValueError as error:
+            assert "diverged" in str(error)
+            return
+    assert any(issubclass(w.category, SelectionWarning) for w in caught)
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    """The identity, whose gradient is infinite: one optimizer step ruins the weights."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+class _ExplodingLinear(nn.Linear):
+    def forward(self, x):
+        return nn.functional.linear(x, _InfiniteGradient.apply(self.weight), self.bias)
+
+
+class _Exploding(nn.Module):
+    """Tuning ``body`` (or everything) diverges at once; tuning ``stem`` or ``head`` does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.body = nn.Sequential(_ExplodingLinear(16, 16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)))
+
+
+def _exploding_net():
+    torch.manual_seed(0)
+    return NeuralNetClassifier(_Exploding(), criterion=nn.CrossEntropyLoss,
+                               optimizer=torch.optim.SGD, lr=1.0)
+
+
+def test_diverged_runs_are_never_selected_and_named(target):
+    with pytest.warns(SelectionWarning, match=r"diverged .* for body, all;"):
+        tuner = fit(_exploding_net(), target, strategy="flex")
+    assert tuner.selected_unit_ in ("stem", "head")
+    assert np.isnan(tuner.validation_losses_["body"]) and np.isnan(
+        tuner.validation_losses_["all"])
+    assert np.isfinite(tuner.predict_proba(target["X_test"])).all()
+
+
+def test_a_diverged_ft_all_makes_the_proxies_meaningless(target):
+    with pytest.warns(SelectionWarning, match="proxy scores mean nothing"):
+        tuner = fit(_exploding_net(), target, strategy="fast")
+    assert tuner.selected_unit_ == "stem"  # every proxy ties: the earliest unit
+
+
+def test_every_run_diverged_raises(target):
+    with pytest.raises(ValueError, match=r"diverged \(non-finite loss\) at lr=1 "):
+        fit(_exploding_net(), target, strategy="ft-all")
+
+
+def test_a_single_class_raises(conv4, target):
+    y = np.full_like(target["y"], 3)
+    with pytest.raises(ValueError, match="number of classes has to be greater than one"):
+        FlexTuner(conv4, **FAST).fit(target["X"], y)
+
+
+# -- patience -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_per_class", [2, 10])
+def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypatch, n_per_class):
+    from flexsk._tuner import AUTO_PATIENCE_EPOCHS, AUTO_PATIENCE_STEPS
+
+    # one improvement, then nothing: the run stops after patience more epochs
+    Scripted([(0.1, 1.0), (0.5, 1.0)]).install(monkeypatch)
+    keep = np.concatenate([np.flatnonzero(target["y"] == c)[:n_per_class] for c in range(10)])
+    tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, random_state=0,
+                      refit=False).fit(target["X"][keep], target["y"][keep],
+                                       X_val=target["X_val"], y_val=target["y_val"])
+    steps_per_epoch = -(-len(keep) // conv4.batch_size)  # batch size 32
+    patience = max(AUTO_PATIENCE_EPOCHS, -(-AUTO_PATIENCE_STEPS // steps_per_epoch))
+    assert tuner.best_epochs_ == {"fc2": 1}
+    assert tuner.n_epochs_ == {"fc2": 1 + patience}
+    assert FlexTuner(conv4).patience == "auto"
+
+
+# -- cross-validated selection ------------------------------------------------------------------
+
+
+def test_cv_scores_candidates_on_folds_then_refits(conv4, target):
+    tuner = FlexTuner(conv4, strategy="flex", cv=3, **FAST).fit(target["X"], target["y"])
+    assert set(tuner.validation_scores_) == set(tuner.units_) | {"all"}
+    # means over folds of about 33 samples each are not multiples of 1/len(fold)
+    assert tuner.refit_epochs_ is not None
+    assert tuner.predict(target["X_test"]).shape == target["y_test"].shape
+    same = FlexTuner(conv4, strategy="flex", cv=StratifiedKFold(3), **FAST).fit(
+        target["X"], target["y"])
+    assert same.validation_scores_ == tuner.validation_scores_
+
+
+def test_cv_needs_refit(conv4, target):
+    with pytest.raises(ValueError, match="needs refit=True"):
+        FlexTuner(conv4, cv=3, refit=False, **FAST).fit(target["X"], target["y"])

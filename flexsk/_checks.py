@@ -11,6 +11,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 
+__all__ = ["IMAGE_SIZE", "check_not_bool", "check_image_size"]
+
 #: An image side in pixels: at least 8, the digits' native size.
 IMAGE_SIZE = Interval(Integral, 8, None, closed="left")
 

@@ -7,21 +7,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import FlexTuner
-from ._text import format_table
-from .bench import key_name
+from ._text import format_table, key_name
+from .bench import LABELS, STRATEGIES
 from .datasets import make_digits_shift, train_val_test_split
 from .zoo import load_source_net
 
-#: Strategies the demo compares, as (label, FlexTuner parameters).
-DEMO_STRATEGIES = [
-    ("flex", dict(strategy="flex")),
-    ("fast", dict(strategy="fast")),
-    ("faster", dict(strategy="faster")),
-    ("ft-fc (1)", dict(strategy="ft-fc", n_fc_units=1)),
-    ("ft-fc (2)", dict(strategy="ft-fc", n_fc_units=2)),
-    ("ft-ss", dict(strategy="ft-ss")),
-    ("ft-all", dict(strategy="ft-all")),
-]
+__all__ = ["DEMO_STRATEGIES", "run_demo"]
+
+#: Strategies the demo compares: the bench's grid, as (table label, FlexTuner parameters).
+DEMO_STRATEGIES = [(LABELS[name], params) for name, params in STRATEGIES.items()]
 
 
 def run_demo(*, arch="conv7", shift="rotation", n_per_class=2, image_size=16,

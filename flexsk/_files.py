@@ -5,6 +5,8 @@ import os
 import secrets
 from pathlib import Path
 
+__all__ = ["atomic_write"]
+
 
 @contextlib.contextmanager
 def atomic_write(path, *, text=False):

@@ -231,6 +231,11 @@ def capture_input(module, submodule_name, X):
 # -- prefix / suffix cuts (activation caching) ------------------------------------------------
 
 
+def _first(outputs):
+    """A module's output, or the first element of a tuple output."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
 class _UnitTracer(fx.Tracer):
     """Traces a network keeping unit modules whole (as ``call_module`` nodes)."""
 
@@ -263,6 +268,7 @@ class Cuts:
 
     def __init__(self, module, units, probe):
         self._graphs = {}
+        self._prefix_parameters = {}
         leaves = [name for unit in units for name in unit.modules]
         try:
             with tracing():  # patches nn.Module.__call__ process-wide while it runs
@@ -275,9 +281,17 @@ class Cuts:
             split = _split_before(graph, unit.modules[0])
             if split is not None and self._check(module, split, probe, expected):
                 self._graphs[unit.name] = split
+                self._prefix_parameters[unit.name] = _parameters_used(module, split[0])
 
     def __contains__(self, unit_name):
         return unit_name in self._graphs
+
+    def prefix_parameters(self, unit_name):
+        """Names of the parameters the prefix before ``unit_name`` uses.
+
+        A selection that trains any of them cannot use the cached prefix.
+        """
+        return self._prefix_parameters[unit_name]
 
     def prefix(self, module, unit_name):
         """The frozen part before the unit, over ``module``'s own submodules."""
@@ -293,9 +307,21 @@ class Cuts:
             with torch.no_grad(), forward_pass():
                 inputs = fx.GraphModule(module, split[0])(probe)
                 found = fx.GraphModule(module, split[1])(inputs)
-            return torch.allclose(found, expected, rtol=1e-5, atol=1e-6)
+            return torch.allclose(_first(found), _first(expected), rtol=1e-5, atol=1e-6)
         except Exception:
             return False
+
+
+def _parameters_used(module, graph):
+    """Parameter names a graph reads: those of the modules it calls, and its attributes."""
+    names = set()
+    for node in graph.nodes:
+        if node.op == "call_module":
+            names.update(f"{node.target}.{n}" for n, _ in
+                         module.get_submodule(node.target).named_parameters())
+        elif node.op == "get_attr":
+            names.add(node.target)
+    return frozenset(names)
 
 
 def _split_before(graph, module_name):

@@ -1,4 +1,18 @@
-"""Plain-text tables, shared by the bench's markdown reports and ``flexsk demo``."""
+"""Text shared across flexsk: unit keys as text, and plain-text tables."""
+
+__all__ = ["key_name", "format_table"]
+
+
+def key_name(key):
+    """A unit key as text: a unit name, or a tuple of unit names joined with ``+``.
+
+    Examples
+    --------
+    >>> from flexsk.bench import key_name
+    >>> key_name(("fc1", "fc2")), key_name("conv1")
+    ('fc1+fc2', 'conv1')
+    """
+    return "+".join(key) if isinstance(key, tuple) else str(key)
 
 
 def format_table(headers, rows):

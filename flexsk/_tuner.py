@@ -17,21 +17,32 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (check_array, check_consistent_length,
                                       check_is_fitted, column_or_1d, validate_data)
 from skorch import NeuralNetClassifier
-from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from . import _surgery, adapters
 from ._exceptions import SelectionWarning
+from ._inputs import (Labels, as_numpy, check_tensor, dataset_inputs, dataset_labels,
+                      is_dataset, loader_kwargs, read_dataset, stratified_split)
+from ._network import (device_of, expected_input, first_output, loss_of, net_like,
+                       outputs_probabilities, pretrained_module)
 from ._locks import forward_pass
 from ._strategies import STRATEGIES
-from ._training import (CrossValidation, Evaluation, FineTuning, FoldModules, Optimization,
-                        Samples, SkorchClassifierLoss, Stopping, TargetData, describe, gather,
-                        seed_for)
+from ._text import key_name
+from ._training import (CrossValidation, DatasetSamples, Evaluation, FineTuning, FoldModules,
+                        Optimization, Samples, Stopping, TargetData,
+                        gather, seed_for)
 from ._units import resolve_units
 
 __all__ = ["FlexTuner"]
 
 _AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-_PREDICT_BATCH_SIZE = 1024
+
+#: Forward passes without gradients (prediction, validation, caching, proxies) take
+#: batches whose widest activations fit in this many bytes, and never fewer samples than
+#: a training batch.
+EVAL_BATCH_BYTES = 64 * 2 ** 20
+#: Batch size of a Dataset's first reading (labels, shapes), before the net is known.
+_READ_BATCH_SIZE = 64
 
 #: ``patience="auto"``: wait this many epochs, and at least this many optimizer steps.
 AUTO_PATIENCE_EPOCHS = 5
@@ -270,7 +281,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "base_net": [NeuralNetClassifier],
-        "units": [StrOptions({"auto"}), list, tuple, dict],
+        "units": [StrOptions({"auto", "blocks"}), list, tuple, dict],
         "strategy": [StrOptions(set(STRATEGIES))],
         "n_fc_units": [Interval(Integral, 1, None, closed="left")],
         "max_units": [Interval(Integral, 1, None, closed="left")],
@@ -340,6 +351,24 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         base_net = copy.deepcopy(params.pop("base_net"))
         return type(self)(base_net, **{k: clone(v, safe=False) for k, v in params.items()})
 
+    def set_params(self, **params):
+        """Set parameters, as in scikit-learn; refuses to replace the base net's module.
+
+        ``base_net__module`` and ``base_net__module__*`` would make skorch
+        re-initialize the module from its class, so that the pretrained
+        weights would be lost (in the user's own net, too). Set other nested
+        parameters (``base_net__lr``, ...) as usual, or pass another net as
+        ``base_net``.
+        """
+        refused = sorted(key for key in params
+                         if key == "base_net__module" or key.startswith("base_net__module__"))
+        if refused:
+            raise ValueError(
+                f"set_params({', '.join(refused)}=...) would make skorch re-initialize "
+                f"base_net's module from its class and lose the pretrained weights. Pass a "
+                f"pretrained net as base_net instead.")
+        return super().set_params(**params)
+
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
 
@@ -352,20 +381,27 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     # -- fit ---------------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    def fit(self, X, y=None, *, X_val=None, y_val=None):
         """Select and fine-tune a unit of the pretrained network.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
             Target training inputs, shaped as the base net takes them:
             ``(n_samples, C, H, W)`` for images, ``(n_samples, n_features)``
-            for tabular nets. Any real dtype; cast to float32.
-        y : array-like of shape (n_samples,)
-            Integer labels, indices into the pretrained net's outputs.
-        X_val, y_val : array-like, optional
+            for tabular nets. Any real dtype; cast to float32. A
+            :class:`torch.utils.data.Dataset` yields ``(x, y)`` pairs and
+            is read through a DataLoader at every pass (random transforms
+            draw anew; see ``activation_cache``).
+        y : array-like of shape (n_samples,) or None
+            Labels: indices into the pretrained net's outputs, or the
+            names that the base net declares with ``classes=[...]``. None
+            when X is a Dataset.
+        X_val, y_val : array-like, or a Dataset and None, optional
             A fixed validation set. When given, it replaces the internal
             split (as in :meth:`sklearn.ensemble.HistGradientBoostingClassifier.fit`).
+            In a :class:`~sklearn.pipeline.Pipeline`, route them through
+            the earlier steps with metadata routing (see the user guide).
 
         Returns
         -------
@@ -386,39 +422,61 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y, X_val, y_val):
         started = time.perf_counter()
-        X, y = self._validate_training_data(X, y)
-        if (X_val is None) != (y_val is None):
-            raise ValueError("Pass both X_val and y_val, or neither.")
+        if (X_val is None) != (y_val is None) and not is_dataset(X_val):
+            raise ValueError("Pass both X_val and y_val, or neither (or X_val as a Dataset of "
+                             "(x, y) pairs, with y_val=None).")
+        X, y, probe_rows = self._validate_training_data(X, y)
         base_seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+        _warn_about_callbacks(self.base_net)
 
-        device = _device_of(self.base_net)
-        pretrained = _pretrained_module(self.base_net).to(device)
+        device = device_of(self.base_net)
+        pretrained = pretrained_module(self.base_net).to(device)
         if self.channels_last:
             pretrained = pretrained.to(memory_format=torch.channels_last)
-        n_outputs = self._probe(pretrained, X, device, base_seed)
-        self.classes_ = _check_labels(np.unique(y), n_outputs, "y")
+        probe = self._tensor(probe_rows, device)
+        n_outputs, per_sample_bytes = self._probe(pretrained, probe, base_seed)
+        labels = Labels(getattr(self.base_net, "classes", None), n_outputs)
+        outputs = labels.outputs_of(y, "y")
+        self._class_outputs = np.unique(outputs)
+        self._labels = labels
+        self.classes_ = labels.labels_of(self._class_outputs)
         if len(self.classes_) < 2:
             raise ValueError(
                 f"The number of classes has to be greater than one; got 1 class "
                 f"({self.classes_[0]!r}) in y. Selection needs at least two classes.")
+        targets = np.searchsorted(self._class_outputs, outputs)
+        train_kwargs = loader_kwargs(self.base_net, "iterator_train")
+        valid_kwargs = loader_kwargs(self.base_net, "iterator_valid")
+
+        def samples(X, targets, kwargs):
+            encoded = torch.as_tensor(targets, dtype=torch.long, device=device)
+            if is_dataset(X):
+                return DatasetSamples(X, encoded, kwargs, lambda x: self._tensor(x, device))
+            return Samples(self._tensor(X, device), encoded)
 
         if X_val is None:
-            train, val = _stratified_split(y, self.validation_fraction,
-                                           np.random.RandomState(base_seed))
-            X_train, y_train, X_val, y_val = X[train], y[train], X[val], y[val]
+            train_idx, val_idx = stratified_split(outputs, self.validation_fraction,
+                                                  np.random.RandomState(base_seed))
+            if is_dataset(X):
+                train = samples(Subset(X, train_idx.tolist()), targets[train_idx], train_kwargs)
+                val = samples(Subset(X, val_idx.tolist()), targets[val_idx], valid_kwargs)
+            else:
+                train = samples(X[train_idx], targets[train_idx], train_kwargs)
+                val = samples(X[val_idx], targets[val_idx], valid_kwargs)
         else:
-            X_train, y_train = X, y
-            X_val, y_val = self._validate_validation_data(X_val, y_val)
+            X_val, val_targets = self._validate_validation_data(X_val, y_val)
+            train = samples(X, targets, train_kwargs)
+            val = samples(X_val, val_targets, valid_kwargs)
 
-        net = _net_like(self.base_net, pretrained)
-        units = resolve_units(pretrained, self.units, self._tensor(X[:2], device))
+        net = net_like(self.base_net, pretrained)
+        units = resolve_units(pretrained, self.units, probe)
         if self.pixel_adapter is not None:
             pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
-                                                X.shape[1:], seed_for(base_seed, "adapters"))
+                                                self._input_shape, seed_for(base_seed, "adapters"))
         self._check_unit_options(units)
-        classes = torch.as_tensor(self.classes_, dtype=torch.long, device=device)
-        train = Samples(self._tensor(X_train, device), self._encode(y_train, device))
-        val = Samples(self._tensor(X_val, device), self._encode(y_val, device))
+        classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
+        eval_batch_size = _eval_batch_size(per_sample_bytes, self.batch_size or
+                                           self.base_net.batch_size)
         strategy = STRATEGIES[self.strategy]
         options = {name: getattr(self, name) for name in strategy.options}
         if strategy.single_unit:
@@ -429,7 +487,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 raise ValueError("cv scores each candidate on several folds, which gives no "
                                  "single selection-run model: it needs refit=True.")
             labelled = train.concat(val)
-            y_all = np.concatenate([y_train, y_val])
+            y_all = labelled.y.cpu().numpy()
             folds = list(check_cv(self.cv, y_all, classifier=True).split(
                 np.zeros((len(y_all), 1)), y_all))
         n_runs = strategy.total_runs(len(units), **options) * (len(folds) if folds else 1)
@@ -441,7 +499,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
             def fine_tuning(train, val, seed):
                 return FineTuning(pretrained, units, TargetData(train, val, classes),
-                                  self._optimization(net, len(train)), seed, **settings)
+                                  self._optimization(net, len(train), eval_batch_size), seed,
+                                  **settings)
 
             if folds is None:
                 ft = fine_tuning(train, val, base_seed)
@@ -478,11 +537,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         # with cv, a candidate's models are one per fold: the first fold's stands for it
         self.candidates_ = {k: t.module[0] if isinstance(ft, CrossValidation) else t.module
                             for k, t in kept.items()}
-        self.net_ = _net_like(self.base_net, model)
+        self.net_ = net_like(self.base_net, model)
+        self._eval_batch_size = eval_batch_size
         self.fit_time_ = time.perf_counter() - started
         return self
 
-    def _optimization(self, net, n_train):
+    def _optimization(self, net, n_train, eval_batch_size):
         batch_size = self.batch_size or net.batch_size
         if batch_size is None or batch_size < 1:  # skorch: -1 is the whole set
             batch_size = n_train
@@ -493,8 +553,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             optimizer=net.optimizer, optimizer_kwargs=kwargs,
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
             stopping=Stopping(self.max_epochs, _patience_epochs(self.patience, steps_per_epoch)),
-            get_loss=_loss_of(net),
-            probabilities=_outputs_probabilities(net),
+            get_loss=loss_of(net),
+            probabilities=outputs_probabilities(net), eval_batch_size=eval_batch_size,
             autocast_dtype=_AUTOCAST_DTYPES[self.precision])
 
     def _check_unit_options(self, units):
@@ -515,9 +575,24 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     # -- input validation -------------------------------------------------------------------
 
     def _validate_training_data(self, X, y):
-        y = _as_numpy(y) if y is not None else y
+        """X (array, tensor or Dataset), its labels, and its first rows (the probe)."""
+        if is_dataset(X):
+            if y is not None:
+                raise ValueError(
+                    "X is a torch Dataset, which carries its labels: it must yield (x, y) "
+                    "pairs, and y must be None.")
+            first, y = read_dataset(X, loader_kwargs(self.base_net, "iterator_valid"),
+                                    _READ_BATCH_SIZE, "X")
+            if y is None:
+                raise ValueError("X is a Dataset that yields inputs only; fit needs a Dataset "
+                                 "of (x, y) pairs.")
+            self.n_features_in_ = first.shape[1]
+            self._input_shape = tuple(first.shape[1:])
+            check_classification_targets(y)
+            return X, y, first[:2]
+        y = as_numpy(y) if y is not None else y
         if torch.is_tensor(X):  # stays on its device: no round trip through numpy
-            X = _check_tensor(X, "X")
+            X = check_tensor(X, "X")
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                                  f"target y is None.")
@@ -529,32 +604,47 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                                  ensure_min_samples=1)
             X = np.ascontiguousarray(X)
         check_classification_targets(y)
-        y = _integer_labels(y, "y")
         self._input_shape = tuple(X.shape[1:])
-        return X, y
+        return X, y, X[:2]
 
     def _validate_validation_data(self, X_val, y_val):
-        X_val = self._validate_X(X_val, name="X_val")
-        y_val = column_or_1d(_as_numpy(y_val), warn=True)
-        if len(y_val) != len(X_val):
-            raise ValueError(f"X_val has {len(X_val)} samples but y_val has {len(y_val)}.")
-        y_val = _integer_labels(y_val, "y_val")
-        unknown = np.setdiff1d(y_val, self.classes_)
+        """X_val and its encoded labels (positions in ``classes_``)."""
+        if is_dataset(X_val):
+            if y_val is not None:
+                raise ValueError("X_val is a torch Dataset, which carries its labels: it "
+                                 "must yield (x, y) pairs, and y_val must be None.")
+            first, y_val = read_dataset(X_val, loader_kwargs(self.base_net, "iterator_valid"),
+                                        _READ_BATCH_SIZE, "X_val")
+            if y_val is None:
+                raise ValueError("X_val is a Dataset that yields inputs only; it must yield "
+                                 "(x, y) pairs.")
+            self._check_shape(tuple(first.shape), "X_val")
+        else:
+            X_val = self._validate_X(X_val, name="X_val")
+            y_val = column_or_1d(as_numpy(y_val), warn=True)
+            if len(y_val) != len(X_val):
+                raise ValueError(f"X_val has {len(X_val)} samples but y_val has "
+                                 f"{len(y_val)}.")
+        outputs = self._labels.outputs_of(y_val, "y_val")
+        unknown = np.setdiff1d(outputs, self._class_outputs)
         if unknown.size:
-            raise ValueError(f"y_val holds labels {unknown.tolist()} that are not in y; "
-                             f"the classes seen in y are {self.classes_.tolist()}.")
-        return X_val, y_val
+            raise ValueError(f"y_val holds labels {self._labels.labels_of(unknown).tolist()} "
+                             f"that are not in y; the classes seen in y are "
+                             f"{self.classes_.tolist()}.")
+        return X_val, np.searchsorted(self._class_outputs, outputs)
 
-    def _validate_X(self, X, name="X"):
-        shape = tuple(getattr(X, "shape", ()))
+    def _check_shape(self, shape, name):
         expected = self._input_shape
         if len(shape) >= 2 and (len(shape) != len(expected) + 1 or
                                 (len(expected) > 1 and shape[1:] != expected)):
             raise ValueError(
                 f"{name} has shape {shape}, but {type(self).__name__} was fitted on "
                 f"inputs of shape (n_samples, {', '.join(map(str, expected))}).")
+
+    def _validate_X(self, X, name="X"):
+        self._check_shape(tuple(getattr(X, "shape", ())), name)
         if torch.is_tensor(X):
-            X = _check_tensor(X, name)
+            X = check_tensor(X, name)
             if X.shape[1] != self.n_features_in_:
                 raise ValueError(f"{name} has {X.shape[1]} features, but "
                                  f"{type(self).__name__} is expecting {self.n_features_in_} "
@@ -564,67 +654,95 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         validate_data(self, X, reset=False, skip_check_array=True)  # feature count and names
         return np.ascontiguousarray(checked)
 
-    def _encode(self, y, device):
-        return torch.as_tensor(np.searchsorted(self.classes_, y), dtype=torch.long,
-                               device=device)
+    def _probe(self, module, probe, base_seed):
+        """Materialize lazy modules and check the net takes the probe batch.
 
-    def _probe(self, module, X, device, base_seed):
-        """Materialize lazy modules and check the net takes X; return its output size."""
-        probe = self._tensor(X[:2], device)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed_for(base_seed, "materialize"))
-            module.eval()
-            try:
-                outputs = module(probe)
-            except (RuntimeError, ValueError, TypeError) as exc:
-                raise ValueError(
-                    f"base_net cannot take inputs of shape (n_samples, "
-                    f"{', '.join(map(str, X.shape[1:]))}): {_expected_input(module, probe)} "
-                    f"The network raised: {exc}") from exc
+        Returns the net's number of outputs and the bytes one sample's
+        activations take at the widest point of the network (for batch sizes
+        of forward passes without gradients).
+        """
+        widest = [probe[0].numel() * probe.element_size()]
+
+        def record(module, args, output):
+            output = first_output(output)
+            if torch.is_tensor(output) and output.dim() > 0 and len(output):
+                widest.append(output[0].numel() * output.element_size())
+
+        handles = [m.register_forward_hook(record) for m in module.modules()]
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), forward_pass():
+                torch.manual_seed(seed_for(base_seed, "materialize"))
+                module.eval()
+                try:
+                    outputs = first_output(module(probe))
+                except (RuntimeError, ValueError, TypeError) as exc:
+                    raise ValueError(
+                        f"base_net cannot take inputs of shape (n_samples, "
+                        f"{', '.join(map(str, probe.shape[1:]))}): "
+                        f"{expected_input(module, probe)} The network raised: {exc}") from exc
+        finally:
+            for handle in handles:
+                handle.remove()
         if not torch.is_tensor(outputs) or outputs.dim() != 2:
             raise ValueError(
-                f"base_net's module must return a tensor of shape (n_samples, n_outputs); "
-                f"got {type(outputs).__name__} "
+                f"base_net's module must return a tensor of shape (n_samples, n_outputs), or "
+                f"a tuple whose first element is one; got {type(outputs).__name__} "
                 f"{tuple(outputs.shape) if torch.is_tensor(outputs) else ''}.")
-        return outputs.shape[1]
+        return outputs.shape[1], 2 * max(widest) + widest[0]
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def _outputs(self, module, X, fn=None, check=True):
-        """Run ``module`` (or ``fn``) in eval mode over X in batches; numpy result."""
-        device = _device_of(getattr(self, "net_", self.base_net))
-        if check:
-            X = self._validate_X(X)
+    def _outputs(self, module, X, fn=None, check=True, labels=None):
+        """Run ``module`` (or ``fn``) in eval mode over X in batches; numpy result.
+
+        X may be a Dataset of ``x`` or ``(x, y)`` items; ``labels``, a list,
+        then receives the labels of the batches read.
+        """
+        device = device_of(getattr(self, "net_", self.base_net))
+        batch_size = getattr(self, "_eval_batch_size", None) or _READ_BATCH_SIZE
         module.eval()
         results = []
         dtype = _AUTOCAST_DTYPES[self.precision]
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
                     else contextlib.nullcontext())
+        if is_dataset(X):
+            net = getattr(self, "net_", self.base_net)
+            batches = DataLoader(X, batch_size=batch_size, shuffle=False,
+                                 **loader_kwargs(net, "iterator_valid"))
+        else:
+            if check:
+                X = self._validate_X(X)
+            batches = (X[start:start + batch_size] for start in range(0, len(X), batch_size))
         with torch.no_grad(), autocast:
-            for start in range(0, len(X), _PREDICT_BATCH_SIZE):
-                batch = self._tensor(X[start:start + _PREDICT_BATCH_SIZE], device)
+            for batch in batches:
+                if is_dataset(X):
+                    if labels is not None:
+                        labels.append(dataset_labels(batch))
+                    batch = dataset_inputs(batch, "X")
+                    self._check_shape(tuple(batch.shape), "X")
                 with forward_pass():
-                    results.append(_first((fn or module)(batch)).float().cpu())
+                    results.append(first_output((fn or module)(self._tensor(batch, device)))
+                                   .float().cpu())
         return torch.cat(results).numpy()
 
     def _tensor(self, X, device):
-        """X as a tensor on ``device``, channels-last for images if asked for."""
-        tensor = torch.as_tensor(X, device=device)
+        """X as a float32 tensor on ``device``, channels-last for images if asked for."""
+        tensor = torch.as_tensor(X, device=device, dtype=torch.float32)
         if self.channels_last and tensor.dim() == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
-    def _proba(self, module, X):
-        device = _device_of(self.net_)
-        classes = torch.as_tensor(self.classes_, dtype=torch.long, device=device)
+    def _proba(self, module, X, labels=None):
+        device = device_of(self.net_)
+        classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
         nonlinearity = self.net_._get_predict_nonlinearity()
-        probabilities = _outputs_probabilities(self.net_)
+        probabilities = outputs_probabilities(self.net_)
 
         def proba(batch):
-            p = nonlinearity(gather(_first(module(batch)).float(), classes, probabilities))
+            p = nonlinearity(gather(first_output(module(batch)).float(), classes, probabilities))
             return p / p.sum(dim=1, keepdim=True)
 
-        return self._outputs(module, X, proba)
+        return self._outputs(module, X, proba, labels=labels)
 
     def predict_proba(self, X):
         """Class probabilities, one column per class in ``classes_``.
@@ -634,7 +752,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
+            A Dataset may yield ``x`` or ``(x, y)`` items; ``y`` is ignored.
 
         Returns
         -------
@@ -643,12 +762,27 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return self._proba(self.net_.module_, X)
 
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba` (``-inf`` where a probability is 0).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
     def predict(self, X):
         """Predicted labels, taken from ``classes_``.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
+            A Dataset may yield ``x`` or ``(x, y)`` items; ``y`` is ignored.
 
         Returns
         -------
@@ -656,6 +790,43 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on (X, y).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
+        y : array-like of shape (n_samples,) or None
+            None when X is a Dataset of ``(x, y)`` pairs: its labels are used.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import accuracy_score
+
+        check_is_fitted(self)
+        predicted, y = self._predictions_and_labels(self.net_.module_, X, y)
+        return float(accuracy_score(y, predicted, sample_weight=sample_weight))
+
+    def _predictions_and_labels(self, module, X, y):
+        """Predicted labels of ``module`` on X, and the true labels (y, or the Dataset's)."""
+        read = [] if y is None and is_dataset(X) else None
+        predicted = self.classes_[self._proba(module, X, labels=read).argmax(1)]
+        if read is not None:
+            if any(labels is None for labels in read):
+                raise ValueError("X is a Dataset that yields inputs only: pass y.")
+            y = np.concatenate([np.atleast_1d(as_numpy(labels) if torch.is_tensor(labels)
+                                              else np.asarray(labels)) for labels in read])
+        elif y is None:
+            raise ValueError(f"{type(self).__name__}.score needs y (or X as a Dataset of "
+                             f"(x, y) pairs).")
+        y = column_or_1d(as_numpy(y))
+        if len(y) != len(predicted):
+            raise ValueError(f"X has {len(predicted)} samples but y has {len(y)}.")
+        return predicted, y
 
     def transform(self, X):
         """Embed X with the tuned net: the input of ``embedding_unit``, flattened.
@@ -708,6 +879,21 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(n_features)], dtype=object)
 
+    def pretrained_fingerprint(self):
+        """A hash of what :meth:`pretrained_transform` computes.
+
+        It covers the pretrained weights (adapters included) and the module
+        whose input is the embedding, so that embeddings computed once (a
+        retrieval gallery, say) can be reused for every tuner that gives the
+        same hash.
+
+        Returns
+        -------
+        str
+        """
+        check_is_fitted(self)
+        return f"{_surgery.fingerprint(self._pretrained)}@{self._embedding_cut()}"
+
     def _embedding_cut(self):
         """Dotted name of the module whose input :meth:`transform` returns."""
         unit_name = self.embedding_unit or self._units[-1].name
@@ -719,7 +905,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             module, X, lambda batch: _surgery.capture_input(module, cut, batch).flatten(1),
             check=check)
 
-    def score_candidates(self, X, y):
+    def score_candidates(self, X, y=None):
         """Accuracy of every kept candidate on (X, y).
 
         Needs ``keep_candidates=True``. This is how per-unit test curves (the
@@ -738,75 +924,36 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             Keyed like ``candidates_``: the accuracy of each candidate.
         """
         check_is_fitted(self, "candidates_")
-        y = _integer_labels(column_or_1d(_as_numpy(y)), "y")
-        if len(y) != len(X):
-            raise ValueError(f"X has {len(X)} samples but y has {len(y)}.")
-        return {key: float(np.mean(self.classes_[self._proba(m, X).argmax(1)] == y))
-                for key, m in self.candidates_.items()}
+        scores = {}
+        for key, module in self.candidates_.items():
+            predicted, labels = self._predictions_and_labels(module, X, y)
+            if labels.dtype.kind in "OUS" and self.classes_.dtype.kind not in "OUS":
+                raise ValueError("y holds strings, but the classes are numbers.")
+            scores[key] = float(np.mean(predicted == labels))
+        return scores
 
 
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _as_numpy(X):
-    if torch.is_tensor(X):
-        return X.detach().cpu().numpy()
-    return X
+def _eval_batch_size(per_sample_bytes, training_batch_size):
+    """Samples per forward pass without gradients: as many as EVAL_BATCH_BYTES allows,
+    and at least a training batch (skorch's -1, the whole set, counts as one sample)."""
+    floor = max(int(training_batch_size or 1), 1)
+    return max(floor, int(EVAL_BATCH_BYTES // max(per_sample_bytes, 1)))
 
 
-def _check_tensor(X, name):
-    """Validate a torch tensor input where it lives: float32, at least 2D, finite."""
-    if X.is_complex() or not (X.is_floating_point() or X.dtype in _INTEGER_DTYPES):
-        raise ValueError(f"{name} must hold real numbers, got a tensor of dtype {X.dtype}.")
-    if X.dim() < 2:
-        raise ValueError(f"Expected {name} with at least 2 dimensions (n_samples, ...), got "
-                         f"a {X.dim()}D tensor.")
-    if len(X) == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
-                         f"minimum of 1 is required.")
-    X = X.detach().to(torch.float32)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"Input {name} contains NaN or infinity.")
-    return X.contiguous()
-
-
-_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
-def _device_of(net):
-    if getattr(net, "device", None) is not None:
-        return torch.device(net.device)
-    return torch.device("cpu")
-
-
-def _pretrained_module(base_net):
-    """A private copy of the pretrained module held by ``base_net``."""
-    if getattr(base_net, "initialized_", False):
-        module = base_net.module_
-    elif isinstance(base_net.module, nn.Module):
-        module = base_net.module
-    else:
-        raise ValueError(
-            f"base_net holds no pretrained weights: its module is "
-            f"{getattr(base_net.module, '__name__', base_net.module)!r} (a class) and the net "
-            f"is not initialized. Pass a fitted or initialized NeuralNetClassifier "
-            f"(net.initialize()), or one built around an nn.Module instance.")
-    return copy.deepcopy(module)
-
-
-def _net_like(base_net, module):
-    """A new initialized net like ``base_net`` that holds ``module``."""
-    params = {k: v for k, v in base_net.get_params(deep=False).items()
-              if k != "module" and not k.startswith(("module__", "_"))}
-    net = type(base_net)(module=module, **copy.deepcopy(params))
-    return net.initialize()
-
-
-def _loss_of(net):
-    """The training loss of ``net``: its ``get_loss``, picklable when it is skorch's own."""
-    if type(net).get_loss is NeuralNetClassifier.get_loss:
-        return SkorchClassifierLoss(net.criterion_)
-    return lambda outputs, y: net.get_loss(outputs, y, training=True)
+def _warn_about_callbacks(net):
+    """One warning naming the base net's callbacks, which fine-tuning does not run."""
+    callbacks = getattr(net, "callbacks", None) or []
+    names = [c[0] if isinstance(c, tuple) else
+             (c.__name__ if isinstance(c, type) else type(c).__name__) for c in callbacks]
+    if names:
+        warnings.warn(
+            f"FlexTuner trains with its own loop and does not run base_net's callbacks "
+            f"({', '.join(map(str, names))}). Early stopping is FlexTuner's patience and "
+            f"max_epochs; schedules and checkpoints are not applied.", UserWarning,
+            stacklevel=5)
 
 
 def _write(line):
@@ -814,125 +961,6 @@ def _write(line):
     from tqdm.auto import tqdm
 
     tqdm.write(line)
-
-
-def _outputs_probabilities(net):
-    # skorch's convention: NLLLoss means the module outputs probabilities.
-    return isinstance(net.criterion_, nn.NLLLoss)
-
-
-def _expected_input(module, probe):
-    """What input ``module`` takes, as far as its first layers tell."""
-    for name, layer in module.named_modules():
-        if isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(
-                layer, nn.modules.lazy.LazyModuleMixin):
-            dims = {3: "L", 4: "H, W", 5: "D, H, W"}[layer.weight.dim()]
-            if probe.dim() != layer.weight.dim() or probe.shape[1] != layer.in_channels:
-                return (f"its first convolution {name!r} expects {layer.in_channels} input "
-                        f"channels, i.e. inputs of shape (n_samples, {layer.in_channels}, "
-                        f"{dims}).")
-            size = " x ".join(map(str, probe.shape[2:]))
-            fits = _fitting_size(module, probe)
-            if fits is not None:
-                return (f"the channel count matches its first convolution {name!r}, but not "
-                        f"the size {size}: it takes inputs of shape (n_samples, "
-                        f"{', '.join(map(str, fits))}).")
-            return (f"the channel count matches its first convolution {name!r}, so the size "
-                    f"{size} is what it cannot take: a later layer fixes the input size the "
-                    f"network was built for.")
-        if isinstance(layer, nn.Linear) and not isinstance(
-                layer, nn.modules.lazy.LazyModuleMixin):
-            return (f"its first linear layer {name!r} expects {layer.in_features} features, "
-                    f"i.e. inputs of shape (n_samples, {layer.in_features}) after any "
-                    f"earlier layers.")
-    return ""
-
-
-def _fitting_size(module, probe):
-    """An input shape (C, S, S) that ``module`` takes, for square images whose size it rejects.
-
-    The first linear layer after the convolutions fixes the size. The number of
-    features it receives grows with the side length, so a bisection over sides finds
-    the smallest that feeds it as many features as it expects; a forward pass then
-    checks that side. None when no side up to 4 times the given one works.
-    """
-    linear = next((layer for layer in module.modules() if isinstance(layer, nn.Linear)
-                   and not isinstance(layer, nn.modules.lazy.LazyModuleMixin)), None)
-    if linear is None or probe.dim() != 4 or probe.shape[2] != probe.shape[3]:
-        return None
-    seen = []
-    handle = linear.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
-
-    def features(side):
-        seen.clear()
-        try:
-            module(probe.new_zeros((1, probe.shape[1], side, side)))
-        except (RuntimeError, ValueError, TypeError):
-            pass
-        return seen[0] if seen else 0  # too small to reach the linear layer
-
-    try:
-        low, high = 1, 4 * probe.shape[2]
-        if features(high) < linear.in_features:
-            return None
-        while low < high:
-            middle = (low + high) // 2
-            if features(middle) < linear.in_features:
-                low = middle + 1
-            else:
-                high = middle
-        if features(low) != linear.in_features:
-            return None
-    finally:
-        handle.remove()
-    shape = (probe.shape[1], low, low)
-    try:
-        module(probe.new_zeros((1,) + shape))
-    except (RuntimeError, ValueError, TypeError):
-        return None
-    return shape
-
-
-def _integer_labels(y, name):
-    y = np.asarray(y)
-    if y.dtype.kind in "OUS":
-        raise ValueError(
-            f"{name} must hold integer labels that index the pretrained net's outputs, "
-            f"got labels of type {y.dtype}. Map your labels to the net's class indices.")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{name} must hold integer labels, got non-integer values.")
-    return y.astype(np.int64)
-
-
-def _check_labels(classes, n_outputs, name):
-    bad = classes[(classes < 0) | (classes >= n_outputs)]
-    if bad.size:
-        raise ValueError(
-            f"{name} holds labels {bad.tolist()} outside [0, {n_outputs}): labels index the "
-            f"pretrained net's {n_outputs} outputs.")
-    return classes
-
-
-def _stratified_split(y, fraction, rng):
-    """Per-class split: every class gets at least one training and one validation sample."""
-    train, val = [], []
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        if len(idx) < 2:
-            raise ValueError(
-                f"FlexTuner holds out validation_fraction={fraction} of each class for "
-                f"validation, which needs at least 2 samples per class; class {label} has "
-                f"{len(idx)} sample. Pass more data, or X_val and y_val.")
-        n_val = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
-def _first(outputs):
-    """A module's output, or the first element of a tuple output (skorch's convention)."""
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
 def _accuracy_of(score):
@@ -950,7 +978,7 @@ def _patience_epochs(patience, steps_per_epoch):
 def _check_selection(ft, outcome, strategy, lr):
     """Raise when every run diverged; warn when the selection means little."""
     runs = ft.runs
-    diverged = list(dict.fromkeys(describe(key) for key, run in runs if run.diverged))
+    diverged = list(dict.fromkeys(key_name(key) for key, run in runs if run.diverged))
     if runs and all(run.diverged for _, run in runs):
         raise ValueError(
             f"Training diverged (non-finite loss) at lr={lr:g} in every run "
@@ -962,7 +990,7 @@ def _check_selection(ft, outcome, strategy, lr):
         if strategy in ("fast", "faster") and runs[0][0] == "all" and runs[0][1].diverged:
             warnings.warn(SelectionWarning(
                 f"The ft-all run that {strategy} builds its proxy nets from diverged, so the "
-                f"proxy scores mean nothing and the unit {describe(outcome.selected)!r} was "
+                f"proxy scores mean nothing and the unit {key_name(outcome.selected)!r} was "
                 f"picked blindly. Use a smaller lr, or strategy='flex'."), stacklevel=5)
     proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
     pretrained = ft.pretrained_evaluation if proxies else None
@@ -971,7 +999,7 @@ def _check_selection(ft, outcome, strategy, lr):
         warnings.warn(SelectionWarning(
             f"No training run improved on the pretrained weights on validation data (neither "
             f"accuracy nor loss), and no proxy net did: every candidate ties with the "
-            f"pretrained net, so the selected {describe(outcome.selected)!r} means nothing "
+            f"pretrained net, so the selected {key_name(outcome.selected)!r} means nothing "
             f"and the model is the pretrained one. Use a larger lr (now {lr:g}) or more "
             f"epochs."), stacklevel=5)
 
@@ -995,7 +1023,7 @@ def _refit(ft, outcome):
     run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
     if run.diverged:
         warnings.warn(SelectionWarning(
-            f"Refitting {describe(outcome.selected)!r} on the training and validation data "
+            f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
             f"diverged (non-finite loss); the model is the selection run's."), stacklevel=5)
         module = chosen.module
         return (module[0] if isinstance(module, FoldModules) else module), None

@@ -345,5 +345,6 @@ def attach(module, units, pixel_adapter, input_shape, seed):
         adapters = {kind: ADAPTERS[kind](n_channels).to(device) for kind in kinds}
     wrapped = AdaptedNet(module, adapters)
     adapter_units = [Unit(name, (name,)) for name in wrapped.adapter_names]
-    net_units = [Unit(unit.name, tuple(f"net.{m}" for m in unit.modules)) for unit in units]
+    net_units = [Unit(unit.name, tuple(f"net.{m}" for m in unit.modules),
+                      tuple(f"net.{p}" for p in unit.params)) for unit in units]
     return wrapped, adapter_units + net_units

@@ -18,7 +18,10 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
+
+from ._checks import check_not_bool
 
 __all__ = ["map_at_k", "make_retrieval_scorer"]
 
@@ -28,8 +31,16 @@ _BLOCK_BYTES = 256 * 2**20
 
 _METRICS = ("euclidean", "cosine")
 _EMPTY_POLICIES = ("raise", "zero", "skip")
+_OPTIONS = {
+    "k": [Interval(numbers.Integral, 1, None, closed="left")],
+    "metric": [StrOptions(set(_METRICS))],
+    "empty": [StrOptions(set(_EMPTY_POLICIES))],
+}
 
 
+@validate_params({"query_embeddings": ["array-like"], "query_labels": ["array-like"],
+                  "gallery_embeddings": ["array-like"], "gallery_labels": ["array-like"],
+                  **_OPTIONS}, prefer_skip_nested_validation=True)
 def map_at_k(query_embeddings, query_labels, gallery_embeddings, gallery_labels,
              *, k=10, metric="euclidean", empty="raise"):
     """Mean average precision at ``k`` of retrieving a query's class from a gallery.
@@ -124,11 +135,8 @@ def map_at_k(query_embeddings, query_labels, gallery_embeddings, gallery_labels,
     >>> map_at_k(queries, query_labels, gallery, gallery_labels, k=1)
     0.5
     """
-    k = _check_k(k)
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}.")
-    if empty not in _EMPTY_POLICIES:
-        raise ValueError(f"empty must be one of {_EMPTY_POLICIES}, got {empty!r}.")
+    check_not_bool("map_at_k", k=k)
+    k = int(k)
     queries, gallery = _check_embeddings(query_embeddings, gallery_embeddings)
     query_labels = _check_labels(query_labels, len(queries), "query")
     gallery_labels = _check_labels(gallery_labels, len(gallery), "gallery")
@@ -251,14 +259,6 @@ def _squared_norms(x):
     return torch.einsum("ij,ij->i", x, x)
 
 
-def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k must be an int, got {k!r} of type {type(k).__name__}.")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
-    return int(k)
-
-
 def _check_labels(labels, n_samples, name):
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
@@ -357,16 +357,14 @@ class _RetrievalScorer:
                         metric=self.metric, empty=self.empty)
 
     def _gallery(self, tuner, X_source):
-        from ._surgery import fingerprint
-
-        if not hasattr(tuner, "pretrained_transform"):
+        if not hasattr(tuner, "pretrained_fingerprint"):
             raise TypeError(
                 f"The retrieval scorer needs a fitted FlexTuner (or a Pipeline ending in one), "
                 f"got {type(tuner).__name__}.")
         check_is_fitted(tuner)
         source = np.ascontiguousarray(_as_array(X_source))
-        key = (fingerprint(tuner._pretrained), tuner._embedding_cut(),
-               hashlib.sha256(source.tobytes()).hexdigest(), source.shape, str(source.dtype))
+        key = (tuner.pretrained_fingerprint(), hashlib.sha256(source.tobytes()).hexdigest(),
+               source.shape, str(source.dtype))
         if key not in self._galleries:
             if len(self._galleries) >= self.max_galleries:
                 self._galleries.pop(next(iter(self._galleries)))
@@ -386,6 +384,8 @@ def _as_array(X):
     return np.asarray(X)
 
 
+@validate_params({"X_source": ["array-like"], "y_source": ["array-like"], **_OPTIONS},
+                 prefer_skip_nested_validation=True)
 def make_retrieval_scorer(X_source, y_source, *, k=10, metric="euclidean", empty="raise"):
     """A scikit-learn scorer: retrieval mAP@k of tuned embeddings against the source.
 
@@ -440,11 +440,7 @@ def make_retrieval_scorer(X_source, y_source, *, k=10, metric="euclidean", empty
     >>> 0.0 <= scorer(tuner, X, y) <= 1.0
     True
     """
-    _check_k(k)
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}.")
-    if empty not in _EMPTY_POLICIES:
-        raise ValueError(f"empty must be one of {_EMPTY_POLICIES}, got {empty!r}.")
+    check_not_bool("make_retrieval_scorer", k=k)
     y_source = np.asarray(_as_array(y_source))
     if len(y_source) != len(X_source):
         raise ValueError(f"X_source has {len(X_source)} samples but y_source has "

@@ -24,7 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 
 # The bench's results reader (flexsk.bench.read_results, parse_row), from the
 # module that defines it: the bench's reports import this module for figures.
-from .bench._results import best_key, key_name, parse_row, read_results
+from ._text import key_name
+from .bench._results import best_key, parse_row, read_results
 
 __all__ = ["plot_unit_scores", "plot_selection_heatmap", "unit_scores_figure"]
 

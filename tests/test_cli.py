@@ -1,6 +1,7 @@
 """The flexsk command line: bad arguments get a usage error, not a traceback; its layer."""
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,15 @@ def _module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _from_base(package, node):
+    """The absolute module of ``from <module> import ...`` written in ``package``."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = ".".join(parts[:len(parts) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
 def _import_graph():
     """flexsk module -> the flexsk modules it imports, at any level (functions included)."""
     paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -94,11 +104,7 @@ def _import_graph():
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
-                    base = f"{base}.{node.module}" if node.module else base
-                else:
-                    base = node.module or ""
+                base = _from_base(package, node)
                 targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
                 # "from package import name": the submodule if name is one, else the package
                 targets = [t for t in targets[:-1] if t in paths] or [base]
@@ -156,3 +162,83 @@ def test_nothing_imports_the_cli_and_the_bench_core_draws_nothing():
     assert [m for m, targets in graph.items() if "flexsk.cli" in targets] == ["flexsk.__main__"]
     for core in ("_config", "_results", "_runner", "_tables"):
         assert "flexsk.plot" not in _reachable(graph, f"flexsk.bench.{core}"), core
+
+
+# -- __all__: each module's API is what the others import from it ---------------------------
+
+def _static_all(path):
+    """A module's ``__all__`` as its source writes it (a literal), or None; and the names
+    its top level binds."""
+    all_, bound = None, set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            bound |= names
+            if "__all__" in names:
+                all_ = list(ast.literal_eval(node.value))
+    return all_, bound
+
+
+def _imported_names():
+    """(importing module, line, source module, name) of every ``from flexsk.x import name``.
+
+    Absolute and relative imports, at any level (functions included); names that
+    are submodules (``from . import _surgery``) are left out.
+    """
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    found = []
+    for name, path in sorted(paths.items()):
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _from_base(package, node)
+            if base.split(".")[0] != "flexsk":
+                continue
+            for alias in node.names:
+                if f"{base}.{alias.name}" not in paths:
+                    found.append((name, node.lineno, base, alias.name))
+    return paths, found
+
+
+def test_the_imported_names_are_read_right():
+    _, found = _imported_names()
+    found = {(importer, source, name) for importer, _, source, name in found}
+    assert ("flexsk.cli", "flexsk.bench", "DEFAULTS") in found  # a relative import
+    assert ("flexsk.bench._config", "flexsk._strategies", "STRATEGIES") in found  # "as _REGISTRY"
+    assert ("flexsk.bench._reports", "flexsk", "plot") not in found  # a submodule
+    assert not any(name == "_surgery" for _, _, name in found)
+
+
+def test_all_lists_what_other_modules_import():
+    """Every flexsk module defines ``__all__``; it names only what the module has, and
+    every name another flexsk module imports from it, none of them private."""
+    paths, found = _imported_names()
+    problems = []
+    alls = {}
+    for name, path in sorted(paths.items()):
+        if name == "flexsk.__main__":  # importing it runs the command line: read its source
+            alls[name], module_vars = _static_all(path)
+        else:
+            module_vars = vars(importlib.import_module(name))
+            alls[name] = module_vars.get("__all__")
+        if alls[name] is None:
+            problems.append(f"{path.relative_to(PACKAGE.parent)}: defines no __all__")
+            continue
+        problems += [f"{path.relative_to(PACKAGE.parent)}: __all__ lists {n!r}, "
+                     f"which {name} does not define" for n in alls[name] if n not in module_vars]
+        problems += [f"{path.relative_to(PACKAGE.parent)}: __all__ lists {n!r} twice"
+                     for n in sorted(set(alls[name])) if alls[name].count(n) > 1]
+    for importer, line, source, name in found:
+        where = f"{paths[importer].relative_to(PACKAGE.parent)}:{line}"
+        if name.startswith("_") and not name.startswith("__"):
+            problems.append(f"{where}: imports the private name {name!r} from {source}")
+        elif name not in (alls[source] or ()):
+            problems.append(f"{where}: imports {name!r} from {source}, "
+                            f"missing from {source}.__all__")
+    assert not problems, "\n".join(["__all__ problems:"] + problems)

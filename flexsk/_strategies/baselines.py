@@ -2,6 +2,8 @@
 
 from ._outcome import Outcome
 
+__all__ = ["ft_all", "ft_fc", "ft_ss", "one_run"]
+
 
 def ft_all(ft):
     """Fine-tune every parameter of the net."""

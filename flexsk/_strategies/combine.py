@@ -9,6 +9,8 @@ by more than a margin. The same step repeats up to ``max_units`` units.
 
 from ._outcome import Outcome, best_of
 
+__all__ = ["add_units"]
+
 
 def add_units(ft, outcome, *, max_units=1, pair_margin=0.01):
     """Greedily grow ``outcome``'s selected unit into a tuple of up to ``max_units`` units.

@@ -2,6 +2,8 @@
 
 from ._outcome import Outcome, best_of
 
+__all__ = ["flex", "n_runs"]
+
 
 def flex(ft):
     """Tune every unit on its own and all units together; keep the best on validation.

@@ -8,7 +8,7 @@ from .._locks import forward_pass
 from .._training import gather, over_folds, seed_for
 from ._outcome import Outcome, best_of
 
-__all__ = ["rgn", "relative_gradient_norms"]
+__all__ = ["rgn", "relative_gradient_norms", "n_runs"]
 
 
 def rgn(ft):

@@ -5,6 +5,8 @@ import math
 from .._training import Tuned, rank
 from ._outcome import Outcome
 
+__all__ = ["halving", "n_runs"]
+
 
 def halving(ft, *, halving_factor=3, halving_min_epochs=3):
     """Successive halving over every unit and all units (flex's L + 1 candidates).

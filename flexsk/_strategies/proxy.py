@@ -6,6 +6,8 @@ from .. import _surgery
 from .._training import over_folds
 from ._outcome import Outcome, best_of
 
+__all__ = ["fast", "faster", "tuned_evaluations", "proxy_evaluations", "n_runs"]
+
 
 def fast(ft):
     """Fast flex-tuning (Algorithm 2).

@@ -8,12 +8,13 @@
 """
 
 from ._cache import ActivationCache
-from ._data import (Optimization, Samples, SkorchClassifierLoss, Stopping, TargetData, batches,
-                    gather, run_in_batches, seed_for)
-from ._fine_tuning import LOSS_RTOL, Evaluation, FineTuning, Tuned, describe, rank
+from ._data import (DatasetSamples, Optimization, Samples, SkorchClassifierLoss, Stopping,
+                    TargetData, batches, gather, run_in_batches, seed_for)
+from ._fine_tuning import LOSS_RTOL, Evaluation, FineTuning, Tuned, rank
 from ._folds import CrossValidation, FoldModules, mean_evaluation, over_folds
 
-__all__ = ["ActivationCache", "CrossValidation", "Evaluation", "FineTuning", "FoldModules",
+__all__ = ["ActivationCache", "CrossValidation", "DatasetSamples", "Evaluation", "FineTuning",
+           "FoldModules",
            "LOSS_RTOL", "Optimization", "Samples", "SkorchClassifierLoss", "Stopping",
-           "TargetData", "Tuned", "batches", "describe", "gather", "mean_evaluation",
+           "TargetData", "Tuned", "batches", "gather", "mean_evaluation",
            "over_folds", "rank", "run_in_batches", "seed_for"]

@@ -4,6 +4,10 @@ When a run tunes only units from ``l`` onward, the units before ``l`` are
 frozen and in eval mode, so their outputs never change: they are computed
 once over the training and validation data, and training runs only the rest
 of the network (the suffix). Proxy nets share the pretrained prefix likewise.
+
+Training data read from a Dataset may draw random transforms at every read
+(augmentation), so with ``enabled="auto"`` its passes are not cached: only
+the validation side is. ``enabled=True`` caches it too, freezing one draw.
 """
 
 import contextlib
@@ -11,7 +15,7 @@ import contextlib
 import torch
 
 from .. import _surgery
-from ._data import Samples, batches
+from ._data import DatasetSamples, Samples
 from .._locks import forward_pass
 
 __all__ = ["ActivationCache"]
@@ -48,7 +52,8 @@ class ActivationCache:
         self.eval_batch_size = eval_batch_size
         self.autocast = autocast
         self._cuts = None  # built on first use: ft-all and ft-ss never cut
-        self._inputs = {}  # unit name -> (train Samples, val Samples or None)
+        self._inputs = {}  # unit name -> (train Samples or None, val Samples or None)
+        self.caches_training = enabled is True or not isinstance(data.train, DatasetSamples)
 
     def __getstate__(self):
         # Sent to joblib workers without caches; cuts are rebuilt there.
@@ -85,6 +90,14 @@ class ActivationCache:
 
     # -- the cached inputs ------------------------------------------------------------------
 
+    def _sides(self):
+        """The samples whose unit inputs are cached: training (unless it is an augmenting
+        Dataset under "auto") and validation."""
+        return [self.data.train if self.caches_training else None, self.data.val]
+
+    def _n_cached(self):
+        return sum(len(side) for side in self._sides() if side is not None)
+
     def cut_for(self, selection):
         """The unit to cut before for ``selection``, or None (no cut applies, or no budget).
 
@@ -94,19 +107,23 @@ class ActivationCache:
         if selection.units is None or selection.extra is not None or not self.enabled:
             return None
         first = min(selection.units, key=self.units.index).name
-        if not self.cuttable([first]) or not self.fits([first], self.data.n_samples()):
+        if not self.cuttable([first]) or any(
+                selection.trains(name) for name in self.cuts.prefix_parameters(first)):
+            return None  # no cut there, or the prefix uses a parameter that trains
+        if not self.fits([first], self._n_cached()):
             return None
         return first
 
     def inputs(self, unit_name):
         """The pretrained prefix's outputs (the unit's inputs) on the training and
-        validation samples, as :class:`Samples` pairs (validation None when absent)."""
+        validation samples, as a pair of :class:`Samples`; a side is None when it is
+        absent or not cached (see the module's docstring)."""
         if unit_name not in self._inputs:
             prefix = self.prefix(unit_name)
             with self.autocast():
                 self._inputs = {unit_name: tuple(
                     None if samples is None else samples.mapped(prefix, self.eval_batch_size)
-                    for samples in (self.data.train, self.data.val))}
+                    for samples in self._sides())}
         return self._inputs[unit_name]
 
     def prefetch(self, unit_names):
@@ -116,9 +133,9 @@ class ActivationCache:
         replaces one prefix pass per unit.
         """
         names = list(dict.fromkeys(self.cuttable(unit_names)))
-        if len(names) < 2 or not self.fits(names, self.data.n_samples()):
+        if len(names) < 2 or not self.fits(names, self._n_cached()):
             return
-        sides = [self.data.train, self.data.val]
+        sides = self._sides()
         captured = [None if s is None else self._unit_inputs_of(names, s) for s in sides]
         self._inputs = {
             name: tuple(None if c is None else _with_inputs(side, c[name])
@@ -141,8 +158,8 @@ class ActivationCache:
             return _surgery.unit_inputs(self.pretrained, units, X)
 
     def _unit_inputs_of(self, unit_names, samples):
-        chunks = [self.unit_inputs(unit_names, samples.X[idx])
-                  for idx in batches(len(samples), self.eval_batch_size)]
+        chunks = [self.unit_inputs(unit_names, X)
+                  for X, _ in samples.eval_batches(self.eval_batch_size)]
         return {name: torch.cat([chunk[name] for chunk in chunks]) for name in unit_names}
 
 

@@ -7,8 +7,8 @@ import torch
 
 from .._locks import forward_pass
 
-__all__ = ["Samples", "TargetData", "Stopping", "Optimization", "SkorchClassifierLoss",
-           "batches", "gather", "seed_for", "run_in_batches"]
+__all__ = ["Samples", "DatasetSamples", "TargetData", "Stopping", "Optimization",
+           "SkorchClassifierLoss", "batches", "gather", "seed_for", "run_in_batches"]
 
 
 class Samples:
@@ -49,7 +49,92 @@ class Samples:
         return Samples(self.X[idx.to(self.X.device)], self.y[idx])
 
     def concat(self, other):
+        if isinstance(other, DatasetSamples):
+            return other.prepended(self)
         return Samples(torch.cat([self.X, other.X]), torch.cat([self.y, other.y]))
+
+    def as_dataset(self):
+        """These samples as a Dataset of ``(x, y)`` pairs on the CPU."""
+        return torch.utils.data.TensorDataset(self.X.cpu(), self.y.cpu())
+
+
+class DatasetSamples:
+    """Samples read from a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
+
+    Every pass reads the dataset again through a DataLoader (so random
+    transforms draw anew each epoch), with the base net's iterator settings
+    (``num_workers``, ``collate_fn``, ``pin_memory``, ...). Labels were read
+    once, when the data were validated: ``y`` holds them encoded, by
+    position, and the labels a batch carries are not used.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    y : torch.Tensor
+        Encoded labels, one per item, on the training device.
+    loader_kwargs : dict
+        DataLoader settings other than batching and order.
+    to_device : callable
+        Turns a batch's inputs into a float32 tensor on the training device.
+    """
+
+    def __init__(self, dataset, y, loader_kwargs, to_device):
+        self.dataset = dataset
+        self.y = y
+        self.loader_kwargs = loader_kwargs
+        self.to_device = to_device
+
+    def __len__(self):
+        return len(self.y)
+
+    def _batches(self, index_batches):
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=index_batches,
+                                             **self.loader_kwargs)
+        for idx, batch in zip(index_batches, loader):
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            yield self.to_device(inputs), self.y[torch.as_tensor(idx, device=self.y.device)]
+
+    def train_batches(self, batch_size, generator):
+        order = torch.randperm(len(self), generator=generator)
+        yield from self._batches([order[idx].tolist()
+                                  for idx in batches(len(self), batch_size)])
+
+    def eval_batches(self, batch_size):
+        yield from self._batches([list(range(len(self)))[idx]
+                                  for idx in batches(len(self), batch_size)])
+
+    def probe(self, n=2):
+        return next(self._batches([list(range(min(n, len(self))))]))[0]
+
+    def mapped(self, function, batch_size):
+        """The inputs mapped by ``function``, computed once (one draw of any random
+        transform), as tensor :class:`Samples`."""
+        with torch.no_grad():
+            outputs = []
+            for X, _ in self.eval_batches(batch_size):
+                with forward_pass():
+                    outputs.append(function(X))
+        return Samples(torch.cat(outputs), self.y)
+
+    def subset(self, idx):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return DatasetSamples(torch.utils.data.Subset(self.dataset, idx.tolist()),
+                              self.y[idx.to(self.y.device)], self.loader_kwargs,
+                              self.to_device)
+
+    def as_dataset(self):
+        return self.dataset
+
+    def concat(self, other):
+        dataset = torch.utils.data.ConcatDataset([self.dataset, other.as_dataset()])
+        return DatasetSamples(dataset, torch.cat([self.y, other.y]), self.loader_kwargs,
+                              self.to_device)
+
+    def prepended(self, other):
+        """``other`` (tensor samples) followed by these samples."""
+        dataset = torch.utils.data.ConcatDataset([other.as_dataset(), self.dataset])
+        return DatasetSamples(dataset, torch.cat([other.y, self.y]), self.loader_kwargs,
+                              self.to_device)
 
 
 @dataclass

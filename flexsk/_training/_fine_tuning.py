@@ -24,10 +24,11 @@ from joblib import Parallel, delayed, effective_n_jobs
 
 from .. import _surgery
 from .._locks import forward_pass
+from .._text import key_name
 from ._cache import ActivationCache
 from ._data import TargetData, gather, seed_for
 
-__all__ = ["Evaluation", "Tuned", "FineTuning", "rank", "describe", "LOSS_RTOL"]
+__all__ = ["Evaluation", "Tuned", "FineTuning", "rank", "LOSS_RTOL"]
 
 #: An epoch with the same validation accuracy improves only if its validation
 #: loss falls by more than this fraction of the best loss so far.
@@ -270,11 +271,15 @@ class FineTuning:
         cut = self.cache.cut_for(selection)
         if cut is not None and start is not None and not self._same_prefix(start, cut):
             cut = None  # other weights before the cut: the cached prefix does not apply
-        if cut is None:
-            forward, train, val = module, data.train, data.val
-        else:
-            forward = self.cache.suffix(module, cut)
-            train, val = self.cache.inputs(cut)
+        train_forward, train = module, data.train
+        forward, val = module, data.val  # evaluation
+        if cut is not None:
+            cached_train, cached_val = self.cache.inputs(cut)
+            suffix = self.cache.suffix(module, cut)
+            if cached_train is not None:
+                train_forward, train = suffix, cached_train
+            if cached_val is not None:
+                forward, val = suffix, cached_val
 
         best = self.evaluate(forward, val) if val is not None else None
         history = [best]
@@ -292,8 +297,8 @@ class FineTuning:
                 for X, y in train.train_batches(opt.batch_size, generator):
                     optimizer.zero_grad(set_to_none=True)
                     with self.autocast(), forward_pass():
-                        loss = opt.get_loss(gather(forward(X), data.classes, opt.probabilities),
-                                            y)
+                        loss = opt.get_loss(
+                            gather(train_forward(X), data.classes, opt.probabilities), y)
                     loss.backward()
                     optimizer.step()
                     finite &= torch.isfinite(loss.detach())
@@ -313,7 +318,7 @@ class FineTuning:
                 if self.monitor is not None:
                     self.monitor(key, epoch, module, evaluation)
                 if self.log is not None:
-                    self.log(f"[{describe(key)}] epoch {epoch}: loss {float(loss.detach()):.4f}, "
+                    self.log(f"[{key_name(key)}] epoch {epoch}: loss {float(loss.detach()):.4f}, "
                              f"valid_acc {evaluation.accuracy:.4f}, "
                              f"valid_loss {evaluation.loss:.4f}")
                 if not evaluation.finite:
@@ -346,7 +351,7 @@ class FineTuning:
     def _record(self, key, tuned):
         self.runs.append((key, tuned))
         if self.progress is not None:
-            self.progress(describe(key))
+            self.progress(key_name(key))
 
     def _same_prefix(self, module, unit_name):
         """Whether ``module`` has the pretrained weights in every unit before ``unit_name``."""
@@ -410,8 +415,3 @@ def _tune_task(fine_tuning, key, caller):
     if os.getpid() == pid and threading.get_ident() != thread:
         return None  # a concurrent thread of the fitting process: trained by the caller
     return fine_tuning.tune(key)
-
-
-def describe(key):
-    """A key as text: a unit name, or unit names joined with "+"."""
-    return "+".join(key) if isinstance(key, tuple) else str(key)

@@ -43,7 +43,8 @@ from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # 
                       QUICK_OUTPUT, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, describe_config,
                       n_channels_of, plan_runs)
 from ._reports import MATPLOTLIB_HINT, write_reports  # noqa: F401
-from ._results import (COLUMNS, best_key, key_name, read_results,  # noqa: F401
+from .._text import key_name
+from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
                        parse_row, run_key)
 from ._runner import run_bench
@@ -58,6 +59,11 @@ from ._tables import (bold_cells, mean_accuracies, mean_accuracy_markdown,  # no
 __all__ = [
     "COLUMNS",
     "STRATEGIES",
+    "LABELS",
+    "DEFAULTS",
+    "DEFAULT_OUTPUT",
+    "QUICK_OUTPUT",
+    "RESULTS_CSV",
     "BenchError",
     "BenchConfigError",
     "make_config",

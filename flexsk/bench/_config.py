@@ -7,23 +7,27 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from .._checks import IMAGE_SIZE, check_image_size
 from .._files import atomic_write
+from .._strategies import STRATEGIES as _REGISTRY
 from ..datasets import COLOUR_SHIFTS, SHIFTS, SPLIT_SIZES
 from ..zoo import ARCHS
+
+__all__ = ["BENCH_VERSION", "STRATEGIES", "LABELS", "RETRIEVAL_STRATEGIES", "MAP_K",
+           "SHIFT_RANDOM_STATE", "DEFAULTS", "QUICK", "DEFAULT_OUTPUT", "QUICK_OUTPUT",
+           "ESTIMATOR_SETTINGS", "BenchError", "BenchConfigError", "make_config",
+           "estimator_settings", "n_channels_of", "plan_runs", "describe_config", "read_config",
+           "write_config"]
 
 #: Version of the bench protocol; part of the config, so that results made by
 #: another protocol are never resumed.
 BENCH_VERSION = 2
 
-#: Strategy name (as written in the CSV) -> FlexTuner parameters.
-STRATEGIES = {
-    "flex": {"strategy": "flex"},
-    "fast": {"strategy": "fast"},
-    "faster": {"strategy": "faster"},
-    "ft-fc-1": {"strategy": "ft-fc", "n_fc_units": 1},
-    "ft-fc-2": {"strategy": "ft-fc", "n_fc_units": 2},
-    "ft-ss": {"strategy": "ft-ss"},
-    "ft-all": {"strategy": "ft-all"},
-}
+#: The paper's grid: bench label (as written in the CSV) -> a strategy of FlexTuner's
+#: registry, with ft-fc's two settings as ft-fc-1 and ft-fc-2.
+_GRID = (("flex", "flex", {}), ("fast", "fast", {}), ("faster", "faster", {}),
+         ("ft-fc-1", "ft-fc", {"n_fc_units": 1}), ("ft-fc-2", "ft-fc", {"n_fc_units": 2}),
+         ("ft-ss", "ft-ss", {}), ("ft-all", "ft-all", {}))
+#: Bench label -> FlexTuner parameters.
+STRATEGIES = {label: {"strategy": _REGISTRY[name].name, **extra} for label, name, extra in _GRID}
 #: Column headers of the tables.
 LABELS = {"flex": "flex", "fast": "fast", "faster": "faster", "ft-fc-1": "ft-fc (1)",
           "ft-fc-2": "ft-fc (2)", "ft-ss": "ft-ss", "ft-all": "ft-all"}
@@ -40,7 +44,9 @@ DEFAULTS = dict(nets=("conv4", "conv7"), shifts=None, ratios=(2, 10, 40), repeat
 #: ``--quick``: a subset that runs in a minute or two on 2 cores.
 QUICK = dict(nets=("conv4",), shifts=("blur", "rotation", "mnistm"), ratios=(2, 10),
              repeats=2, other_repeats=1)
+#: ``flexsk bench``'s results directory, unless ``--output`` gives another.
 DEFAULT_OUTPUT = "bench-results"
+#: The results directory of ``flexsk bench --quick``.
 QUICK_OUTPUT = "bench-results/quick"
 
 #: Settings passed on to FlexTuner when they are not None.

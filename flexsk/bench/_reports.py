@@ -8,9 +8,11 @@ from sklearn.utils._param_validation import validate_params
 from .._files import atomic_write
 from ._config import BenchError, describe_config, read_config
 from ._results import CONFIG_JSON, RESULTS_CSV, read_results
-from ._tables import (BASELINES, TIE_TOLERANCE, _label, _scenario, mean_accuracy_markdown,
-                      picks_markdown, retrieval_markdown, selection_markdown, summary_line,
+from ._tables import (BASELINES, TIE_TOLERANCE, label_of, mean_accuracy_markdown, picks_markdown,
+                      retrieval_markdown, scenario_of, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
+
+__all__ = ["MATPLOTLIB_HINT", "write_reports"]
 
 MATPLOTLIB_HINT = 'pip install "flexsk[plot]"'
 
@@ -81,7 +83,7 @@ def write_reports(output, *, log=print):
               "every baseline (ft-fc (1), ft-fc (2), ft-ss, ft-all) in that row.\n\n"
               + table3_markdown(rows) + "\n" + summary_line(rows) + "\n\n"
               + mean_accuracy_markdown(rows) + "\n## Flex variants against the best "
-              f"baseline\n\nPer scenario, the best of {', '.join(_label(b) for b in BASELINES)}"
+              f"baseline\n\nPer scenario, the best of {', '.join(label_of(b) for b in BASELINES)}"
               f"; tied means within {TIE_TOLERANCE}.\n\n" + versus_baselines_markdown(rows)
               + "\n## Win counts per ratio\n\n"
               + win_counts_markdown(rows) + "\n## Selection against a test-set oracle\n\n"
@@ -117,7 +119,7 @@ def write_reports(output, *, log=print):
             fig = plot.unit_scores_figure(rows, net=net)
             written.append(_save(fig, output / f"fig1_{net}.png"))
             plt.close(fig)
-        n_scenarios = len({_scenario(r) for r in rows if r["net"] == net})
+        n_scenarios = len({scenario_of(r) for r in rows if r["net"] == net})
         fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * n_scenarios), layout="constrained")
         plot.plot_selection_heatmap(rows, net=net, ax=ax)
         written.append(_save(fig, output / f"fig2_{net}.png"))

@@ -16,8 +16,14 @@ from pathlib import Path
 from sklearn.utils._param_validation import validate_params
 
 from .._files import atomic_write
+from .._text import key_name
 from ._config import BenchConfigError, BenchError
 
+__all__ = ["RESULTS_CSV", "CONFIG_JSON", "TIMING_JSON", "LOCK_FILE", "COLUMNS", "KEY_COLUMNS",
+           "best_key", "parse_row", "run_key", "describe_run", "format_row", "read_results",
+           "clean_results", "appending"]
+
+#: The results CSV, in the results directory: one row per run (:data:`COLUMNS`).
 RESULTS_CSV = "results.csv"
 CONFIG_JSON = "config.json"
 TIMING_JSON = "timing.json"
@@ -74,18 +80,6 @@ _COLUMN_TYPES = {
 #: Columns of the results CSV, one row per (net, n_channels, shift, ratio, repeat, strategy).
 COLUMNS = list(_COLUMN_TYPES)
 KEY_COLUMNS = ("net", "n_channels", "shift", "ratio", "repeat", "strategy")
-
-
-def key_name(key):
-    """A unit key as the CSV writes it: a tuple of units joined with ``+``.
-
-    Examples
-    --------
-    >>> from flexsk.bench import key_name
-    >>> key_name(("fc1", "fc2")), key_name("conv1")
-    ('fc1+fc2', 'conv1')
-    """
-    return "+".join(key) if isinstance(key, tuple) else str(key)
 
 
 def best_key(scores):

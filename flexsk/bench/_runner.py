@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import FlexTuner
 from .._files import atomic_write
+from .._text import key_name
 from ..datasets import load_digits_source, make_digits_shift, train_val_test_split
 from ..metrics import map_at_k
 from ..zoo import load_source_net
@@ -23,13 +24,15 @@ from ._config import (RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, STRATEGIES, Benc
                       BenchError, describe_config, estimator_settings, plan_runs, read_config,
                       write_config)
 from ._results import (CONFIG_JSON, LOCK_FILE, RESULTS_CSV, TIMING_JSON, appending,
-                       clean_results, key_name, run_key)
+                       clean_results, run_key)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
     import msvcrt
+
+__all__ = ["run_bench"]
 
 
 def _try_lock(fd):

@@ -10,6 +10,11 @@ from .._text import format_table
 from ._config import LABELS, RETRIEVAL_STRATEGIES, STRATEGIES
 from ._results import parse_row, run_key
 
+__all__ = ["FLEX_VARIANTS", "BASELINES", "TIE_TOLERANCE", "PAPER_WINS", "scenario_of", "label_of",
+           "mean_accuracies", "bold_cells", "win_counts", "table3_markdown", "summary_line",
+           "mean_accuracy_markdown", "versus_baselines_markdown", "picks_markdown",
+           "win_counts_markdown", "selection_markdown", "retrieval_markdown"]
+
 FLEX_VARIANTS = ("flex", "fast", "faster")
 BASELINES = ("ft-fc-1", "ft-fc-2", "ft-ss", "ft-all")
 #: Two mean accuracies within this of each other are tied (win counts).
@@ -21,7 +26,8 @@ _TOL = Interval(Real, 0, None, closed="left")
 _DIGITS = Interval(Integral, 0, None, closed="left")
 
 
-def _scenario(row):
+def scenario_of(row):
+    """A row's scenario: ``(net, n_channels, shift, ratio)``."""
     return (row["net"], row["n_channels"], row["shift"], row["ratio"])
 
 
@@ -63,7 +69,7 @@ def mean_accuracies(rows, field="test_accuracy"):
     groups = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row.get(field) is not None:
-            groups[_scenario(row)][row["strategy"]].append(row[field])
+            groups[scenario_of(row)][row["strategy"]].append(row[field])
     return {key: {s: float(np.mean(v)) for s, v in groups[key].items()}
             for key in _ordered(groups, rows)}
 
@@ -143,7 +149,8 @@ def _strategies_in(rows):
     return [s for s in STRATEGIES if s in present] + sorted(present - set(STRATEGIES))
 
 
-def _label(strategy):
+def label_of(strategy):
+    """A strategy's column header in the tables (:data:`LABELS`), or its name."""
     return LABELS.get(strategy, strategy)
 
 
@@ -152,7 +159,7 @@ def _source_values(rows, field):
     values = defaultdict(list)
     for row in map(parse_row, rows):
         if row.get(field) is not None:
-            values[_scenario(row)[:3]].append(row[field])
+            values[scenario_of(row)[:3]].append(row[field])
     return {k: float(np.mean(v)) for k, v in values.items()}
 
 
@@ -209,7 +216,7 @@ def table3_markdown(rows, *, digits=3):
             target = f"{shift} ({src:.2f})" if src is not None else shift
             body.append([f"{key[3]} ({repeats.get(key[3], 1)}x)", target] + cells)
         parts.append(f"**{net}**\n\n" + format_table(
-            ["ratio", "target (source acc.)"] + [_label(s) for s in strategies], body))
+            ["ratio", "target (source acc.)"] + [label_of(s) for s in strategies], body))
     return "\n\n".join(parts) + "\n"
 
 
@@ -253,7 +260,7 @@ def summary_line(rows, tol=TIE_TOLERANCE):
     >>> print(summary_line(rows))  # doctest: +SKIP
     """
     n, counts = win_counts(rows, tol)
-    wins = ", ".join(f"{_label(s)} {c}/{n}" for s, c in counts.items())
+    wins = ", ".join(f"{label_of(s)} {c}/{n}" for s, c in counts.items())
     return (f"Out of {n} scenarios (net x shift x ratio, mean over repeats), best or "
             f"tied-best (within {tol} of the best): {wins}. The paper reports "
             f"{PAPER_WINS}.")
@@ -289,7 +296,7 @@ def mean_accuracy_markdown(rows, *, digits=3):
     complete = [m for m in means.values() if all(s in m for s in strategies)]
     avg = [f"{np.mean([m[s] for m in complete]):.{digits}f}" for s in strategies]
     return format_table(
-        [""] + [_label(s) for s in strategies],
+        [""] + [label_of(s) for s in strategies],
         [[f"mean test accuracy over {len(complete)} scenarios"] + avg,
          [f"best or tied-best (of {n})"] + [str(counts[s]) for s in strategies]]) + "\n"
 
@@ -334,7 +341,7 @@ def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
         if not diffs:
             continue
         diffs = np.array(diffs)
-        body.append([_label(s), str(int(np.sum(diffs > tol))),
+        body.append([label_of(s), str(int(np.sum(diffs > tol))),
                      str(int(np.sum(np.abs(diffs) <= tol))), str(int(np.sum(diffs < -tol))),
                      f"{diffs.mean():+.{digits}f}"])
     return format_table(["vs. the best baseline", "above", "tied", "below",
@@ -412,7 +419,7 @@ def win_counts_markdown(rows, tol=TIE_TOLERANCE):
         body.append([f"{ratio} per class"] + [f"{counts.get(s, 0)}/{n}" for s in strategies])
     n, counts = win_counts(rows, tol)
     body.append(["all ratios"] + [f"{counts[s]}/{n}" for s in strategies])
-    return format_table(["best or tied-best"] + [_label(s) for s in strategies], body) + "\n"
+    return format_table(["best or tied-best"] + [label_of(s) for s in strategies], body) + "\n"
 
 
 @validate_params(
@@ -477,7 +484,7 @@ def selection_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
             + [f"{np.mean(d[m]):.{digits}f}" if d[m] else "" for m in methods])
     return format_table(
         ["ratio", "flex runs", "flex returns ft-all", "flex picks a test-best candidate",
-         "oracle test acc."] + [f"regret of {_label(m)}" for m in methods], body) + "\n"
+         "oracle test acc."] + [f"regret of {label_of(m)}" for m in methods], body) + "\n"
 
 
 @validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
@@ -531,12 +538,12 @@ def retrieval_markdown(rows, *, digits=3):
             body.append([str(key[3]), shift, "" if src is None else f"{src:.{digits}f}"]
                         + cells)
         parts.append(f"**{net}**\n\n" + format_table(
-            ["ratio", "target", "pretrained"] + [_label(s) for s in strategies], body))
+            ["ratio", "target", "pretrained"] + [label_of(s) for s in strategies], body))
     n, wins = win_counts(rows, field="map_at_10")
     mean_row = ([f"mean over {n} scenarios", f"{np.mean(totals['pretrained']):.{digits}f}"
                  if totals["pretrained"] else ""]
                 + [f"{np.mean(totals[s]):.{digits}f}" for s in strategies])
     win_row = [f"best or tied-best (of {n})", ""] + [str(wins.get(s, 0)) for s in strategies]
-    parts.append(format_table(["", "pretrained"] + [_label(s) for s in strategies],
+    parts.append(format_table(["", "pretrained"] + [label_of(s) for s in strategies],
                               [mean_row, win_row]))
     return "\n\n".join(parts) + "\n"

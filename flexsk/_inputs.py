@@ -1,0 +1,222 @@
+"""What FlexTuner accepts as data: arrays, tensors and Datasets, and labels.
+
+Arrays and tensors take the fast path: validated once, then sliced in
+batches. A :class:`torch.utils.data.Dataset` is read through a DataLoader
+built with the base net's iterator settings, again at every pass, so that
+random transforms draw anew.
+
+Labels index the pretrained net's outputs, unless the base net declares
+``classes`` (skorch's ``NeuralNetClassifier(module, classes=[...])``): then
+output ``i`` means label ``classes[i]``, and labels are those names.
+"""
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["Labels", "is_dataset", "loader_kwargs", "read_dataset", "dataset_inputs",
+           "dataset_labels", "check_tensor", "as_numpy", "stratified_split",
+           "LOADER_SETTINGS_WE_SET"]
+
+#: DataLoader arguments that FlexTuner sets itself: batching and order.
+LOADER_SETTINGS_WE_SET = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last",
+                          "generator", "dataset")
+
+_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def is_dataset(X):
+    """Whether ``X`` is a torch Dataset (and not a tensor or an array)."""
+    return isinstance(X, Dataset) and not torch.is_tensor(X)
+
+
+def loader_kwargs(net, which):
+    """The base net's ``iterator_train__*`` or ``iterator_valid__*`` settings that a
+    DataLoader takes besides batching and order (``num_workers``, ``collate_fn``,
+    ``pin_memory``, ...)."""
+    settings = dict(net.get_params_for(which))
+    return {k: v for k, v in settings.items() if k not in LOADER_SETTINGS_WE_SET}
+
+
+def _split_item(batch):
+    """``(inputs, labels or None)`` of a collated batch of ``x`` or ``(x, y)`` items."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 2:
+            return batch[0], batch[1]
+        if len(batch) == 1:
+            return batch[0], None
+        raise ValueError(f"A Dataset must yield x or (x, y) pairs; its items have "
+                         f"{len(batch)} elements.")
+    return batch, None
+
+
+def read_dataset(dataset, kwargs, batch_size, name):
+    """Read a Dataset once: its first inputs, and every label (None when it yields x only).
+
+    Returns
+    -------
+    first : torch.Tensor
+        The first batch of inputs, for shape checks and the probe pass.
+    labels : ndarray or None
+    """
+    try:
+        n_items = len(dataset)
+    except TypeError:
+        raise ValueError(f"{name} is a Dataset without a length; FlexTuner needs a map-style "
+                         f"Dataset (with __len__ and __getitem__).") from None
+    if n_items == 0:
+        raise ValueError(f"{name} is an empty Dataset.")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    first, labels = None, []
+    for batch in loader:
+        inputs, y = _split_item(batch)
+        if first is None:
+            first = _check_inputs(inputs, name)
+        if y is None:
+            labels = None
+            break
+        labels.append(as_numpy(y) if torch.is_tensor(y) else np.asarray(y))
+    if labels is not None:
+        labels = np.concatenate([np.atleast_1d(y) for y in labels])
+        if len(labels) != n_items:
+            raise ValueError(f"{name} yielded {len(labels)} labels for {n_items} items.")
+    return first, labels
+
+
+def dataset_inputs(batch, name):
+    """The inputs of a collated batch of ``x`` or ``(x, y)`` items, checked."""
+    return _check_inputs(_split_item(batch)[0], name)
+
+
+def dataset_labels(batch):
+    return _split_item(batch)[1]
+
+
+def _check_inputs(inputs, name):
+    if not torch.is_tensor(inputs):
+        try:
+            inputs = torch.as_tensor(np.asarray(inputs))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} yields inputs of type {type(inputs).__name__}; "
+                             f"FlexTuner needs tensors or arrays.") from None
+    return check_tensor(inputs, name)
+
+
+def check_tensor(X, name):
+    """Validate a torch tensor input where it lives: float32, at least 2D, finite."""
+    if X.is_complex() or not (X.is_floating_point() or X.dtype in _INTEGER_DTYPES):
+        raise ValueError(f"{name} must hold real numbers, got a tensor of dtype {X.dtype}.")
+    if X.dim() < 2:
+        raise ValueError(f"Expected {name} with at least 2 dimensions (n_samples, ...), got "
+                         f"a {X.dim()}D tensor.")
+    if len(X) == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
+                         f"minimum of 1 is required.")
+    X = X.detach().to(torch.float32)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return X.contiguous()
+
+
+def as_numpy(X):
+    if torch.is_tensor(X):
+        return X.detach().cpu().numpy()
+    return X
+
+
+class Labels:
+    """How labels map to the pretrained net's outputs.
+
+    Parameters
+    ----------
+    declared : array-like or None
+        The base net's ``classes``: the label of each output. None: labels
+        are output indices.
+    n_outputs : int
+        The net's number of outputs.
+    """
+
+    def __init__(self, declared, n_outputs):
+        self.n_outputs = n_outputs
+        self.declared = None if declared is None else np.asarray(declared)
+        if self.declared is not None and self.declared.dtype.kind in "iu" and np.array_equal(
+                self.declared, np.arange(n_outputs)):
+            self.declared = None  # the output indices themselves
+        if self.declared is not None:
+            if self.declared.ndim != 1 or len(self.declared) != n_outputs:
+                raise ValueError(
+                    f"base_net declares {len(np.atleast_1d(self.declared))} classes but its "
+                    f"module has {n_outputs} outputs: classes must name every output, "
+                    f"in order.")
+            if len(np.unique(self.declared)) != len(self.declared):
+                raise ValueError("base_net's classes hold duplicates: each output needs its "
+                                 "own label.")
+            self._index = {self._key(label): i for i, label in enumerate(self.declared)}
+
+    @staticmethod
+    def _key(label):
+        return label.item() if isinstance(label, np.generic) else label
+
+    def outputs_of(self, y, name):
+        """The output index of each label of ``y``; a clear error for labels that do not
+        name an output."""
+        y = np.asarray(as_numpy(y))
+        if self.declared is None:
+            outputs = _integer_labels(y, name)
+            bad = np.unique(outputs[(outputs < 0) | (outputs >= self.n_outputs)])
+            if bad.size:
+                raise ValueError(
+                    f"{name} holds labels {bad.tolist()} outside [0, {self.n_outputs}): "
+                    f"labels index the pretrained net's {self.n_outputs} outputs (or declare "
+                    f"their names with NeuralNetClassifier(..., classes=[...])).")
+            return outputs
+        strings = self.declared.dtype.kind in "OUS" and all(
+            isinstance(c, str) for c in self.declared.tolist())
+        if strings and y.dtype.kind in "biuf":
+            raise ValueError(
+                f"{name} holds numbers, but base_net declares string classes "
+                f"{self._preview()}: pass the class names as labels.")
+        keys = [self._key(label) for label in y.tolist()] if y.ndim else []
+        unknown = sorted({k for k in keys if k not in self._index}, key=str)
+        if unknown:
+            raise ValueError(
+                f"{name} holds labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
+                f"that base_net's classes do not declare; declared: {self._preview()}.")
+        return np.asarray([self._index[k] for k in keys], dtype=np.int64)
+
+    def labels_of(self, outputs):
+        """The labels of output indices."""
+        outputs = np.asarray(outputs)
+        return outputs if self.declared is None else self.declared[outputs]
+
+    def _preview(self):
+        shown = self.declared[:10].tolist()
+        return f"{shown}{' ...' if len(self.declared) > 10 else ''}"
+
+
+def _integer_labels(y, name):
+    if y.dtype.kind in "OUS":
+        raise ValueError(
+            f"{name} must hold integer labels that index the pretrained net's outputs, "
+            f"got labels of type {y.dtype}. Map your labels to the net's class indices, or "
+            f"declare the label of each output with NeuralNetClassifier(..., classes=[...]).")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{name} must hold integer labels, got non-integer values.")
+    return y.astype(np.int64)
+
+
+def stratified_split(y, fraction, rng):
+    """Per-class split: every class gets at least one training and one validation sample."""
+    train, val = [], []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        if len(idx) < 2:
+            raise ValueError(
+                f"FlexTuner holds out validation_fraction={fraction} of each class for "
+                f"validation, which needs at least 2 samples per class; class {label} has "
+                f"{len(idx)} sample. Pass more data, or X_val and y_val.")
+        n_val = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

@@ -1,0 +1,134 @@
+"""The user's network: a private copy of its pretrained module, and what it tells about itself.
+
+Copies and nets built here never share state with the base net the user
+passed, so that nothing FlexTuner does can modify it.
+"""
+
+import copy
+
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from ._training import SkorchClassifierLoss
+
+__all__ = ["device_of", "pretrained_module", "net_like", "loss_of", "outputs_probabilities",
+           "expected_input", "first_output"]
+
+
+def device_of(net):
+    if getattr(net, "device", None) is not None:
+        return torch.device(net.device)
+    return torch.device("cpu")
+
+
+def pretrained_module(base_net):
+    """A private copy of the pretrained module held by ``base_net``."""
+    if getattr(base_net, "initialized_", False):
+        module = base_net.module_
+    elif isinstance(base_net.module, nn.Module):
+        module = base_net.module
+    else:
+        raise ValueError(
+            f"base_net holds no pretrained weights: its module is "
+            f"{getattr(base_net.module, '__name__', base_net.module)!r} (a class) and the net "
+            f"is not initialized. Pass a fitted or initialized NeuralNetClassifier "
+            f"(net.initialize()), or one built around an nn.Module instance.")
+    return copy.deepcopy(module)
+
+
+def net_like(base_net, module):
+    """A new initialized net like ``base_net`` that holds ``module``."""
+    params = {k: v for k, v in base_net.get_params(deep=False).items()
+              if k != "module" and not k.startswith(("module__", "_"))}
+    net = type(base_net)(module=module, **copy.deepcopy(params))
+    return net.initialize()
+
+
+def loss_of(net):
+    """The training loss of ``net``: its ``get_loss``, picklable when it is skorch's own."""
+    if type(net).get_loss is NeuralNetClassifier.get_loss:
+        return SkorchClassifierLoss(net.criterion_)
+    return lambda outputs, y: net.get_loss(outputs, y, training=True)
+
+
+def outputs_probabilities(net):
+    # skorch's convention: NLLLoss means the module outputs probabilities.
+    return isinstance(net.criterion_, nn.NLLLoss)
+
+
+def expected_input(module, probe):
+    """What input ``module`` takes, as far as its first layers tell."""
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(
+                layer, nn.modules.lazy.LazyModuleMixin):
+            dims = {3: "L", 4: "H, W", 5: "D, H, W"}[layer.weight.dim()]
+            if probe.dim() != layer.weight.dim() or probe.shape[1] != layer.in_channels:
+                return (f"its first convolution {name!r} expects {layer.in_channels} input "
+                        f"channels, i.e. inputs of shape (n_samples, {layer.in_channels}, "
+                        f"{dims}).")
+            size = " x ".join(map(str, probe.shape[2:]))
+            fits = _fitting_size(module, probe)
+            if fits is not None:
+                return (f"the channel count matches its first convolution {name!r}, but not "
+                        f"the size {size}: it takes inputs of shape (n_samples, "
+                        f"{', '.join(map(str, fits))}).")
+            return (f"the channel count matches its first convolution {name!r}, so the size "
+                    f"{size} is what it cannot take: a later layer fixes the input size the "
+                    f"network was built for.")
+        if isinstance(layer, nn.Linear) and not isinstance(
+                layer, nn.modules.lazy.LazyModuleMixin):
+            return (f"its first linear layer {name!r} expects {layer.in_features} features, "
+                    f"i.e. inputs of shape (n_samples, {layer.in_features}) after any "
+                    f"earlier layers.")
+    return ""
+
+
+def _fitting_size(module, probe):
+    """An input shape (C, S, S) that ``module`` takes, for square images whose size it rejects.
+
+    The first linear layer after the convolutions fixes the size. The number of
+    features it receives grows with the side length, so a bisection over sides finds
+    the smallest that feeds it as many features as it expects; a forward pass then
+    checks that side. None when no side up to 4 times the given one works.
+    """
+    linear = next((layer for layer in module.modules() if isinstance(layer, nn.Linear)
+                   and not isinstance(layer, nn.modules.lazy.LazyModuleMixin)), None)
+    if linear is None or probe.dim() != 4 or probe.shape[2] != probe.shape[3]:
+        return None
+    seen = []
+    handle = linear.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
+
+    def features(side):
+        seen.clear()
+        try:
+            module(probe.new_zeros((1, probe.shape[1], side, side)))
+        except (RuntimeError, ValueError, TypeError):
+            pass
+        return seen[0] if seen else 0  # too small to reach the linear layer
+
+    try:
+        low, high = 1, 4 * probe.shape[2]
+        if features(high) < linear.in_features:
+            return None
+        while low < high:
+            middle = (low + high) // 2
+            if features(middle) < linear.in_features:
+                low = middle + 1
+            else:
+                high = middle
+        if features(low) != linear.in_features:
+            return None
+    finally:
+        handle.remove()
+    shape = (probe.shape[1], low, low)
+    try:
+        module(probe.new_zeros((1,) + shape))
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    return shape
+
+
+def first_output(outputs):
+    """A module's output, or the first element of a tuple output (skorch's convention)."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs

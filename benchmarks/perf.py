@@ -25,6 +25,7 @@ from joblib import parallel_config
 from torch import nn
 
 from flexsk import FlexTuner
+from flexsk._strategies.proxy import proxy_evaluations
 from flexsk._training import FineTuning, seed_for
 from flexsk._text import format_table as table
 from flexsk.datasets import make_digits_shift
@@ -72,9 +73,11 @@ def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch
     """Fine-tune units (None: all) of a copy of ``module``; best validation epoch.
 
     What a careful user writes by hand: frozen parameters, frozen modules in
-    eval mode, Adam, a seeded shuffle, validation after every epoch, the best
-    weights kept. The full network runs forward on every batch. With
-    ``channels_last``, the module and the images use that memory format.
+    eval mode, Adam, a seeded shuffle, validation accuracy and loss after
+    every epoch, the best weights kept (higher accuracy, or the same accuracy
+    and a loss lower by a relative 1e-4, as flexsk ranks). The full network
+    runs forward on every batch. With ``channels_last``, the module and the
+    images use that memory format. Returns the module and its (accuracy, loss).
     """
     module = copy.deepcopy(module)
     if channels_last:
@@ -97,17 +100,24 @@ def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch
             for u in unit_names:
                 submodules[u].train()
 
-    def accuracy():
+    criterion = nn.CrossEntropyLoss()
+
+    def evaluate():
         module.eval()
+        correct, loss = 0, 0.0
         with torch.no_grad():
-            correct = sum((module(X_val[i:i + 1024]).argmax(1) == y_val[i:i + 1024]).sum().item()
-                          for i in range(0, len(X_val), 1024))
-        return correct / len(X_val)
+            for i in range(0, len(X_val), 1024):
+                outputs = module(X_val[i:i + 1024])
+                correct += (outputs.argmax(1) == y_val[i:i + 1024]).sum().item()
+                loss += criterion(outputs, y_val[i:i + 1024]).item() * len(outputs)
+        return correct / len(X_val), loss / len(X_val)
+
+    def better(new, old):
+        return new[0] > old[0] or (new[0] == old[0] and new[1] < old[1] - 1e-4 * abs(old[1]))
 
     optimizer = torch.optim.Adam(params, lr=lr)
-    criterion = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
-    best, best_state = accuracy(), copy.deepcopy(module.state_dict())
+    best, best_state = evaluate(), copy.deepcopy(module.state_dict())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(epochs):
@@ -118,8 +128,8 @@ def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch
                 optimizer.zero_grad(set_to_none=True)
                 criterion(module(X[idx]), y[idx]).backward()
                 optimizer.step()
-            score = accuracy()
-            if score > best:
+            score = evaluate()
+            if better(score, best):
                 best, best_state = score, copy.deepcopy(module.state_dict())
     module.load_state_dict(best_state)
     return module, best
@@ -127,13 +137,15 @@ def plain_candidate(module, unit_names, X, y, X_val, y_val, *, epochs, lr, batch
 
 def plain_exhaustive(module, units, data, *, epochs, lr, batch_size, base_seed,
                      channels_last=False):
-    """Algorithm 1 by hand: every unit, then all; the best validation accuracy wins."""
+    """Algorithm 1 by hand: every unit, then all; the best validation accuracy, then loss,
+    wins (the first on full ties)."""
     scores = {}
-    for unit in units + ["all"]:
+    keys = units + ["all"]
+    for unit in keys:
         _, scores[unit] = plain_candidate(
             module, None if unit == "all" else [unit], *data, epochs=epochs, lr=lr,
             batch_size=batch_size, seed=seed_for(base_seed, unit), channels_last=channels_last)
-    return max(scores, key=scores.get), scores  # max keeps the first of ties
+    return min(keys, key=lambda k: (-scores[k][0], scores[k][1], keys.index(k))), scores
 
 
 def plain_proxies(module, donor, units, X_val, y_val):
@@ -188,6 +200,8 @@ class Bench:
         self.sync = (torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None))
 
     def tuner(self, net, **params):
+        """The selection alone (refit=False) unless ``refit`` is given."""
+        params = {"refit": False, **params}
         return FlexTuner(net, max_epochs=self.args.epochs, patience=None,
                          random_state=BASE_SEED_STATE, **params)
 
@@ -227,6 +241,8 @@ class Bench:
             t_flex_jobs, flex_jobs = self.timed_fit(net, data, strategy="flex", n_jobs=2)
         t_fast, _ = self.timed_fit(net, data, strategy="fast")
         t_faster, _ = self.timed_fit(net, data, strategy="faster")
+        t_flex_refit, _ = self.timed_fit(net, data, strategy="flex", refit=True)
+        t_fast_refit, _ = self.timed_fit(net, data, strategy="fast", refit=True)
 
         # one candidate: flexsk's loop against the hand-written one (ft-all, no cache)
         t_plain_all, _ = median_time(
@@ -242,10 +258,11 @@ class Bench:
         t_proxy_plain, plain_proxy = median_time(
             lambda: plain_proxies(module, donor, units, tensors[2], tensors[3]),
             max(args.repeats, 15), self.sync)
-        t_proxy, proxy = median_time(lambda: ft.proxy_scores(donor), max(args.repeats, 15),
-                                     self.sync)
-        cache_mib = max(sum(t.element_size() * t.numel() for t in ft.cached_inputs(u))
-                        for u in units if u in ft.cuts) / 2 ** 20
+        t_proxy, proxy = median_time(
+            lambda: {k: e.accuracy for k, e in proxy_evaluations(ft, donor).items()},
+            max(args.repeats, 15), self.sync)
+        cache_mib = max(sum(s.X.element_size() * s.X.numel() for s in ft.cache.inputs(u))
+                        for u in units if u in ft.cache.cuts) / 2 ** 20
 
         same = plain_pick == flex.selected_unit_ == flex_nocache.selected_unit_ \
             == flex_jobs.selected_unit_
@@ -260,6 +277,10 @@ class Bench:
              f"{plain_cl_pick}"),
             ("fast / flex", f"{t_fast / t_flex:.2f}", "≤ 0.50", f"{t_fast:.2f} s"),
             ("faster / flex", f"{t_faster / t_flex:.2f}", "≤ 0.25", f"{t_faster:.2f} s"),
+            ("flex with refit / without", f"{t_flex_refit / t_flex:.2f}", "",
+             f"{t_flex_refit:.2f} s"),
+            ("fast with refit / without", f"{t_fast_refit / t_fast:.2f}", "",
+             f"{t_fast_refit:.2f} s"),
             ("L shared-prefix proxies / L full passes", f"{t_proxy / t_proxy_plain:.2f}",
              "≤ 0.70", f"{1000 * t_proxy:.1f} ms vs {1000 * t_proxy_plain:.1f} ms; "
              f"same scores: {proxy == plain_proxy}"),
@@ -272,8 +293,8 @@ class Bench:
         ]
         print(f"\n### Ratios: conv7 (7 units), {len(data[0])} training images "
               f"({args.n_per_class} per class), {len(data[2])} validation, {args.epochs} "
-              f"epochs per run, patience off, median of {args.repeats}, device {args.device}, "
-              f"torch threads {torch.get_num_threads()}\n")
+              f"epochs per run, patience off, refit off unless stated, median of "
+              f"{args.repeats}, device {args.device}, torch threads {torch.get_num_threads()}\n")
         print(table(["ratio", "measured", "goal", "detail"], rows))
         print(f"\nSame selected unit for plain, flex, flex without cache, flex n_jobs=2: {same}")
         return rows
@@ -285,11 +306,12 @@ class Bench:
 
         def spy(ft, *a, **k):
             original(ft, *a, **k)
-            seen["ft"] = ft
+            seen.setdefault("ft", ft)
 
         FineTuning.__init__ = spy
         try:
-            FlexTuner(net, strategy="ft-fc", max_epochs=1, random_state=BASE_SEED_STATE).fit(
+            FlexTuner(net, strategy="ft-fc", max_epochs=1, refit=False,
+                      random_state=BASE_SEED_STATE).fit(
                 data[0], data[1], X_val=data[2], y_val=data[3])
         finally:
             FineTuning.__init__ = original

@@ -33,8 +33,9 @@ X_test, y_test = make_digits_shift("rotation", split="test", return_X_y=True)
 # ----------
 # A list of grids: ``n_fc_units`` only matters for ``"ft-fc"`` (the paper's
 # ft-fc (1) and ft-fc (2)). Each fit holds out 20% of its training fold
-# (``validation_fraction``) for early stopping and for the unit selection;
-# the held-out cross-validation fold scores it.
+# (``validation_fraction``) for early stopping and for the unit selection,
+# then refits its pick on the whole training fold; the held-out
+# cross-validation fold scores it.
 tuner = FlexTuner(net, max_epochs=30, patience=3, random_state=0)
 param_grid = [
     {"strategy": ["flex", "fast", "faster", "ft-ss", "ft-all"]},

@@ -56,9 +56,11 @@ fig.tight_layout()
 # %%
 # The pipeline
 # ------------
-# Inside a pipeline, let the tuner hold out its own validation set
-# (``validation_fraction``, stratified): a fixed ``X_val`` passed as a fit
-# parameter would skip the preprocessing steps.
+# Here the tuner holds out its own validation set (``validation_fraction``,
+# stratified) from the images it receives, which the filter has already
+# cleaned. A fixed ``X_val`` passed as a fit parameter would skip the
+# filter; metadata routing sends it through the pipeline's steps (see
+# :ref:`sphx_glr_auto_examples_plot_pipeline_validation.py`).
 pipe = Pipeline(
     [
         ("denoise", denoise),

@@ -60,7 +60,9 @@ for ratio in ratios:
 # One tuner
 # ---------
 # Validation (solid) and test (dashed) accuracy of every candidate of the
-# 10-image tuner; the triangle marks the candidate flex returned.
+# 10-image tuner; the triangle marks the candidate flex selected. These are
+# the models of the selection run: the tuner then returns its pick trained
+# once more on the training and validation images together (``refit``).
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
 plot_unit_scores(tuners[10], X_test=X_test, y_test=y_test, ax=ax)
 ax.set_title("conv7, blurred digits, 10 images per class")
@@ -104,7 +106,8 @@ for row in rows:
     )
 
 # %%
-# ``n_epochs_`` shows how long each candidate trained before early stopping
-# (the best epoch is restored); the paper's cost analysis calls these
-# :math:`E_{one}` and :math:`E_{all}`.
+# ``n_epochs_`` shows how long each candidate trained before early stopping,
+# and ``best_epochs_`` the epoch whose weights it kept; the paper's cost
+# analysis calls the former :math:`E_{one}` and :math:`E_{all}`.
 print({unit: epochs for unit, epochs in tuners[10].n_epochs_.items()})
+print({unit: epoch for unit, epoch in tuners[10].best_epochs_.items()})

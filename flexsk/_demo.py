@@ -35,7 +35,8 @@ def run_demo(*, arch="conv7", shift="rotation", n_per_class=2, image_size=16,
     print(f"Source net {arch} ({image_size}px) on the {shift!r} target: "
           f"test accuracy {source_accuracy:.3f} before tuning.")
     print(f"Target: {len(y_train)} training images ({n_per_class} per class), "
-          f"{len(y_val)} validation, {len(y_test)} test.")
+          f"{len(y_val)} validation, {len(y_test)} test. Each strategy selects on the "
+          f"validation images, then refits its pick on training and validation images.")
 
     settings = {name: value for name, value in
                 dict(max_epochs=max_epochs, patience=patience).items() if value is not None}

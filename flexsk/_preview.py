@@ -15,8 +15,29 @@ from ._units import resolve_units
 
 __all__ = ["UnitPreview", "preview_units"]
 
-#: One row of :func:`preview_units`.
-UnitPreview = namedtuple("UnitPreview", ["name", "members", "n_parameters"])
+
+class UnitPreview(namedtuple("UnitPreview", ["name", "members", "n_parameters"])):
+    """One row of :func:`preview_units`: a unit as FlexTuner would tune it.
+
+    Parameters
+    ----------
+    name : str
+        The unit's name (a key of FlexTuner's ``validation_scores_``).
+    members : tuple of str
+        Dotted names of its modules, then of the parameters it holds
+        directly (e.g. a ViT's ``cls_token``).
+    n_parameters : int
+        How many parameters tuning the unit trains.
+
+    Examples
+    --------
+    >>> from flexsk import UnitPreview
+    >>> row = UnitPreview("head", ("head",), 650)
+    >>> row.name, row.n_parameters
+    ('head', 650)
+    """
+
+    __slots__ = ()
 
 
 @validate_params({"base_net": [NeuralNetClassifier, nn.Module], "X": "no_validation",

@@ -6,6 +6,15 @@ __all__ = ["key_name", "format_table"]
 def key_name(key):
     """A unit key as text: a unit name, or a tuple of unit names joined with ``+``.
 
+    Parameters
+    ----------
+    key : str or tuple of str
+        A key of FlexTuner's ``validation_scores_``.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> from flexsk.bench import key_name

@@ -46,7 +46,7 @@ _READ_BATCH_SIZE = 64
 
 #: ``patience="auto"``: wait this many epochs, and at least this many optimizer steps.
 AUTO_PATIENCE_EPOCHS = 5
-AUTO_PATIENCE_STEPS = 20
+AUTO_PATIENCE_STEPS = 40
 
 #: Refit trains for the selection run's best number of optimizer steps ("steps") or of
 #: epochs ("epochs"); see the user guide for the measurement behind the choice.
@@ -59,213 +59,156 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     Flex-tuning (Royer & Lampert, WACV 2020) adapts a network pretrained on a
     *source* domain to a visually different target domain with the same
     classes, by fine-tuning exactly one *unit* (a layer or block) and choosing
-    which one from validation accuracy.
+    which one on validation data.
+
+    Read more in the :ref:`User Guide <flex_tuning>`.
 
     Parameters
     ----------
     base_net : skorch.NeuralNetClassifier
-        The pretrained network. Either initialized or fitted (its ``module_``
-        holds the pretrained weights), or unfitted and holding an
-        ``nn.Module`` instance (that instance's weights are the pretrained
-        weights; lazy modules are materialized by a forward pass). It is
-        never modified. Fine-tuning uses its optimizer class and
-        ``optimizer__*`` settings, criterion, batch size, learning rate and
-        device.
-    units : "auto", list of str or dict, default="auto"
-        How the network splits into units. ``"auto"``: the top-level child
-        modules that own parameters. A list: one unit per (dotted) module
-        name, e.g. ``["layer1.0", "fc"]``. A dict: named groups, e.g.
-        ``{"features": ["conv1", "conv2"], "head": ["fc1", "fc2"]}``. Units
-        are ordered as the forward pass runs them. Modules without
-        parameters belong to no unit. ``"all"`` and ``"ss"`` are reserved.
+        The pretrained network: initialized or fitted, or holding an
+        ``nn.Module`` instance. Never modified. Fine-tuning uses its
+        optimizer (and ``optimizer__*``), criterion, batch size, learning
+        rate, device, iterator settings and declared ``classes``.
+    units : "auto", "blocks", list or dict, default="auto"
+        How the network splits into units: the top-level children that own
+        parameters (``"auto"``), the blocks of block containers
+        (``"blocks"``), a list of module names, or a dict of named groups of
+        modules and parameters. See :ref:`units`.
     strategy : {"fast", "flex", "faster", "rgn", "halving", "ft-all", "ft-fc", \
 "ft-ss"}, default="fast"
-        ``"flex"`` (Algorithm 1) tunes every unit on its own and all units
-        together, and keeps the best on validation. ``"fast"`` (Algorithm 2)
-        tunes all units, scores proxy nets (the pretrained net with one unit
-        from ft-all), tunes the best proxy's unit from the pretrained weights,
-        and keeps it unless ft-all validates strictly better. ``"faster"``
-        (Algorithm 3) does the same with a single epoch of ft-all and always
-        returns the tuned unit. Beyond the paper: ``"rgn"`` ranks units by
-        their relative gradient norm ``||grad|| / ||weights||`` at the
-        pretrained weights on a few training minibatches (Auto-RGN of
-        surgical fine-tuning, Lee et al., ICLR 2023; no training, at most one
-        epoch of ft-all's passes) and tunes the top unit. ``"halving"`` runs
-        successive halving over flex's L + 1 candidates (see
-        ``halving_factor``). Baselines: ``"ft-all"`` (every parameter),
-        ``"ft-fc"`` (the last ``n_fc_units`` units) and ``"ft-ss"`` (scale
-        and shift, trained with the last unit).
+        How the unit is chosen: the paper's Algorithms 1-3 (``"flex"``,
+        ``"fast"``, ``"faster"``), two strategies beyond the paper
+        (``"rgn"``, ``"halving"``) or a baseline. See :ref:`strategies`.
     n_fc_units : int, default=1
-        Number of last units that ``"ft-fc"`` tunes: the paper's ft-fc (1)
-        and ft-fc (2).
+        Number of last units that ``"ft-fc"`` tunes.
     max_units : int, default=1
         Most units the returned model tunes, for the strategies that end on
-        a single unit (flex, fast, faster, rgn, halving). Above 1, once the
-        strategy has found its unit, every other unit is tried alongside it,
-        each pair trained from the pretrained weights (L - 1 more trainings,
-        parallel under ``n_jobs``); the best pair (the earliest added unit on
-        ties) is kept if its validation accuracy beats the single unit's by
-        more than ``pair_margin``, and the step repeats up to ``max_units``
-        units. Nothing is tried when ``"all"`` wins. The baselines (ft-all,
-        ft-fc, ft-ss) tune a fixed selection: ``max_units > 1`` with them
-        raises a ValueError.
+        a single unit. See :ref:`several_units`.
     pair_margin : float, default=0.01
-        The validation accuracy a larger selection must gain, strictly, over
-        the current one to be kept with ``max_units > 1`` (0.01: one point of
-        accuracy, 2 images of a 200-image validation set).
+        Validation accuracy a larger selection must gain, strictly, to be
+        kept with ``max_units > 1``.
     halving_factor : float, default=3
-        ``"halving"``: each rung keeps the best ``ceil(n / halving_factor)``
-        of its ``n`` candidates (at least one fewer) and multiplies their
-        epochs by ``halving_factor``, as ``factor`` in
-        :class:`sklearn.model_selection.HalvingGridSearchCV`. The defaults
-        (3 and ``halving_min_epochs=3``) were the best trade-off of those
-        tried on the digits benchmark (``docs/beyond.md``).
+        ``"halving"``: the fraction of candidates each rung keeps, and the
+        growth of their epochs.
     halving_min_epochs : int, default=3
-        ``"halving"``: epochs of the first rung, in which all L + 1
-        candidates train (``min_resources`` of HalvingGridSearchCV). Rung
-        ``i`` trains its candidates up to ``halving_min_epochs *
-        halving_factor ** i`` epochs in total (at most ``max_epochs``), from
-        their best weights so far, with early stopping off; the last
-        candidate left trains on with early stopping for the rest of
-        ``max_epochs``. Ties go to the earliest unit; a unit beats ``"all"``.
-        Cost: with ``n = L + 1``, ``f = halving_factor`` and ``r0 =
-        halving_min_epochs``, rung 0 costs ``n * r0`` candidate-epochs and
-        each of the about ``log_f(n) - 1`` later rungs about ``n * r0 * (f -
-        1) / f``, plus the last candidate's early-stopped run; flex costs
-        ``n`` early-stopped runs. Halving trains one candidate at a time.
+        ``"halving"``: epochs of the first rung.
     pixel_adapter : {None, "color", "spatial", "unet", "auto"}, default=None
-        Add pixel-level adapter units before the pretrained net (the paper's
-        Section 5.4; see :mod:`flexsk.adapters`), each the identity until
-        trained: ``"color"``, a 1x1 convolution (colour-space shifts);
-        ``"spatial"``, a spatial transformer (geometric shifts); ``"unet"``,
-        a small residual U-Net (blur, noise); ``"auto"``, all three in that
-        order, each its own unit. Adapter units are named
-        ``"adapter_color"``, ``"adapter_spatial"``, ``"adapter_unet"`` and
-        come first in ``units_``; they take part in every strategy like any
-        unit (but ``"rgn"`` scores them 0 and never picks them: at the
-        identity their last layer is zero, so it has no relative gradient
-        norm, and no gradient reaches their other weights), and ``"all"``
-        (ft-all, and the ft-all that fast and faster take their proxies
-        from) trains them too, so the paper's ft-all
-        baseline is the one with ``pixel_adapter=None``. Needs image inputs
-        ``(n_samples, C, H, W)`` with ``H, W >= 8``. ``net_`` holds the
-        adapted network (:class:`flexsk.adapters.AdaptedNet`).
+        Add pixel-level adapter units, each the identity until trained,
+        before the pretrained net (the paper's Section 5.4). See
+        :ref:`adapters`.
     validation_fraction : float, default=0.2
         Fraction of each class held out for validation when ``fit`` gets no
-        ``X_val``. Needs at least 2 samples per class.
+        ``X_val``.
     max_epochs : int, default=100
         Most epochs of any one training run.
-    patience : int or None, default=5
-        Stop when validation accuracy has not strictly improved for this
-        many epochs, then restore the best epoch. ``None`` trains exactly
-        ``max_epochs`` epochs and still restores the best.
+    patience : int, "auto" or None, default="auto"
+        Epochs without improvement on validation after which a run stops.
+        ``"auto"`` waits 5 epochs, and at least 20 optimizer steps, so that
+        a few images per class still get enough steps. None never stops
+        early. See :ref:`selection`.
+    refit : bool, default=True
+        Retrain the selected candidate from the pretrained weights on the
+        training and validation data together, for as long as its selection
+        run took to peak. False returns the selection run's model.
+    cv : int, cross-validation splitter or None, default=None
+        Score every candidate by its mean over stratified folds of the
+        training and validation data, then refit. Costs ``cv`` times the
+        selection. See :ref:`selection`.
     lr : float or None, default=None
-        Fine-tuning learning rate; None uses the base net's ``lr``. The paper
-        fine-tunes with Adam at 1e-3 for small nets and 1e-4 for large ones,
-        lower than for pretraining.
+        Fine-tuning learning rate; None uses the base net's ``lr``.
     batch_size : int or None, default=None
         None uses the base net's ``batch_size``.
     keep_candidates : bool, default=False
-        Keep every trained candidate in ``candidates_``.
+        Keep every candidate the selection run trained in ``candidates_``.
     embedding_unit : str or None, default=None
-        The unit whose input :meth:`transform` returns. None: the last unit.
-    activation_cache : "auto", bool, default="auto"
-        When only units from ``l`` onward are tuned, units before ``l`` are
-        frozen and in eval mode, so their outputs on the training and
-        validation data never change: they are computed once and only the
-        rest of the net runs each epoch. Proxy nets likewise share one
-        pretrained pass. ``"auto"`` caches when the cached activations fit in
-        ``activation_cache_bytes``; ``True`` always caches; ``False`` never
-        does (use it when your data pipeline augments). Results are the same
-        either way; nets that cannot be cut (see Notes) run uncached.
+        The unit whose input :meth:`transform` returns; None: the last unit.
+    activation_cache : "auto" or bool, default="auto"
+        Compute the outputs of frozen units once instead of every epoch.
+        ``"auto"``: when they fit in ``activation_cache_bytes``, and not for
+        the training passes over a Dataset (which may augment). See
+        :ref:`scaling`.
     activation_cache_bytes : int, default=2**30
-        Memory budget of the activation cache for ``activation_cache="auto"``
-        (1 GiB).
+        Memory budget of the activation cache for ``"auto"``.
     precision : {"float32", "bfloat16"}, default="float32"
-        ``"bfloat16"`` runs forward passes (training, validation, prediction)
-        under :func:`torch.autocast` with bfloat16: faster on recent GPUs,
-        slower on most CPUs. Weights and optimizer state stay float32.
+        ``"bfloat16"`` runs forward passes under :func:`torch.autocast`.
     channels_last : bool, default=False
-        Keep image tensors and the network in the channels-last memory
-        format, which is faster for convolutions on recent GPUs, and can be
-        on CPUs too (the performance page measures both). Float rounding
-        differs from the default format's.
+        Keep images and network in the channels-last memory format.
     n_jobs : int or None, default=None
-        Number of parallel jobs for independent training runs (flex's L + 1
-        candidates), through :mod:`joblib`. None means 1 unless in a
-        :func:`joblib.parallel_config` context; -1 uses all cores. Any
-        process-based joblib backend works, e.g. loky (the default) or a dask
-        cluster with ``joblib.parallel_config(backend="dask")``; backends that
-        run tasks in threads of this process train the candidates one at a
-        time, with a warning. See Notes on threads.
+        Parallel jobs for independent training runs, through :mod:`joblib`.
+        See :ref:`scaling`.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, shuffling, dropout and lazy-module
         initialization.
     verbose : int, default=0
-        1 shows a progress bar over training runs (its total is an upper
-        bound where the schedule can stop early: halving, ``max_units``);
-        2 also prints each epoch of the runs trained in this process (not of
-        those that ``n_jobs`` sends to worker processes).
+        1 shows a progress bar over training runs; 2 also prints each epoch.
 
     Attributes
     ----------
     units_ : list of str
         Unit names in forward order, pixel adapters first.
     selected_unit_ : str or tuple of str
-        The returned model: a unit name, a tuple of unit names in forward
-        order (ft-fc with several units, or a combination kept with
-        ``max_units > 1``), ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
+        The selected candidate: a unit name, a tuple of unit names,
+        ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
     proxy_scores_ : dict
-        Unit name -> selection score, for every unit in forward order: the
-        proxy net's validation accuracy (fast, faster), the tuned
-        candidate's (flex), the relative gradient norm (rgn), or the
-        validation accuracy after the last rung the unit trained in
-        (halving). Empty for baselines.
+        Unit name -> selection score, in forward order: the validation
+        accuracy of each proxy net (fast, faster) or candidate (flex,
+        halving), or the relative gradient norm (rgn). Empty for baselines.
+    proxy_losses_ : dict
+        The validation losses beside ``proxy_scores_``, where they are
+        accuracies.
     validation_scores_ : dict
-        Validation accuracy of every model that could have been returned,
-        keyed like ``selected_unit_``. Faster's single epoch of ft-all is
-        left out.
+        Validation accuracy of every candidate of the selection run, keyed
+        like ``selected_unit_``.
+    validation_losses_ : dict
+        Their validation losses (the criterion on the target classes), with
+        the same keys; NaN for a run that diverged.
     n_epochs_ : dict
-        Epochs trained, with the same keys as ``validation_scores_``.
+        Epochs each candidate trained in the selection run.
+    best_epochs_ : dict
+        The epoch each candidate's selection run kept (0: the starting
+        weights).
+    refit_epochs_ : int or None
+        Epochs of the refit (0 when the pick peaked at epoch 0 and stays the
+        pretrained net); None with ``refit=False``.
     fit_time_ : float
         Wall-clock seconds of ``fit``.
+    refit_time_ : float
+        The part of ``fit_time_`` the refit took.
     candidates_ : dict
-        With ``keep_candidates=True``: the trained modules, keyed like
-        ``validation_scores_``.
+        The selection run's trained modules: every candidate with
+        ``keep_candidates=True``, else the selected one, so that
+        ``score_candidates(X, y)[selected_unit_]`` scores the selection
+        run's pick (with ``cv``: its model of the first fold).
     net_ : skorch.NeuralNetClassifier
-        An initialized net holding the tuned module. Its own ``predict``
-        returns output indices over all outputs; use :meth:`predict`.
+        An initialized net holding the returned model: the refit pick, or
+        the selection run's with ``refit=False``. Its own ``predict``
+        returns output indices; use :meth:`predict`.
     classes_ : ndarray of shape (n_classes,)
-        The target labels, indices into the pretrained net's outputs.
+        The labels seen in ``y``, in the order of the net's outputs: output
+        indices, or the base net's declared ``classes``.
     n_features_in_ : int
         Size of the second input axis (channels for images).
 
     See Also
     --------
+    flexsk.preview_units : The units a network splits into.
     flexsk.metrics.make_retrieval_scorer : mAP@k of the tuned embeddings.
 
     Notes
     -----
+    Candidates, epochs and proxies are ranked by validation accuracy, then
+    validation loss, then forward order (a unit before ``"all"``). Runs whose
+    loss becomes non-finite are never selected; a
+    :class:`~flexsk.SelectionWarning` says when a pick means nothing.
+
     Frozen units run in eval mode during training, so BatchNorm statistics
     and dropout outside the tuned units do not move. The returned network
     differs from the pretrained one only inside the selected unit(s).
 
     With the same ``random_state`` and the same torch thread count, fits on
-    CPU are reproducible; float rounding differs across thread counts. Every
-    training run draws its seed from ``random_state`` and its own name, so
-    ``n_jobs`` does not change which unit is selected. joblib's default
-    (loky) workers run ``cpu_count // n_jobs`` torch threads each, so that
-    processes times threads do not oversubscribe the cores; FlexTuner never
-    calls :func:`torch.set_num_threads` itself. For bit-identical results
-    across ``n_jobs``, give the parent the workers' thread count, e.g.
-    ``torch.set_num_threads(1)`` with ``n_jobs=2`` on 2 cores.
-
-    Activation caching cuts the network into a frozen prefix and a trainable
-    suffix with :mod:`torch.fx`, keeping units whole. A cut before a unit is
-    used only where exactly one tensor, the unit's input, flows from the
-    prefix to the rest of the net, and where the cut net reproduces the
-    original on a probe batch. Elsewhere training runs the full network with
-    frozen parameters.
+    CPU are reproducible, whatever ``n_jobs``; see :ref:`scaling` for
+    threads.
 
     Examples
     --------
@@ -835,7 +778,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
 
         Returns
         -------
@@ -852,7 +795,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
 
         Returns
         -------
@@ -906,17 +849,18 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             check=check)
 
     def score_candidates(self, X, y=None):
-        """Accuracy of every kept candidate on (X, y).
+        """Accuracy of every candidate of the selection run kept in ``candidates_``.
 
-        Needs ``keep_candidates=True``. This is how per-unit test curves (the
-        paper's Figure 1) are drawn.
+        Every candidate with ``keep_candidates=True`` (how per-unit test
+        curves, the paper's Figure 1, are drawn), else the selected one: its
+        selection-run model, before any refit.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, ...)
+        X : array-like, torch.Tensor of shape (n_samples, ...) or Dataset
             Inputs, shaped as for :meth:`fit`.
-        y : array-like of shape (n_samples,)
-            Their labels.
+        y : array-like of shape (n_samples,) or None
+            Their labels; None when X is a Dataset of ``(x, y)`` pairs.
 
         Returns
         -------

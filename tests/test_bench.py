@@ -320,7 +320,7 @@ def test_reports_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     messages = []
     written = bench.write_reports(tmp_path, log=messages.append)
-    assert {p.name for p in written} == {"table3.md", "retrieval.md"}
+    assert {p.name for p in written} == {"table3.md", "retrieval.md", "selection.md"}
     assert any('pip install "flexsk[plot]"' in str(m) for m in messages)
 
 
@@ -610,3 +610,48 @@ def test_reports_into_an_unwritable_directory_are_refused(tiny_run, tmp_path, ca
     assert main(["bench", "--report-only", "--output", str(output)]) == 2
     _one_error_line(capsys, "Permission denied", "table3.md")
     assert not list(output.glob("*.tmp"))
+
+
+# -- selection reports -----------------------------------------------------------------------
+
+
+def _flex_row(repeat, validation, losses, tests, selected, strategy="flex", refit=None):
+    return dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=repeat,
+                strategy=strategy, units=["conv1", "conv2"], selected_unit=selected,
+                validation_scores=validation, validation_losses=losses,
+                candidate_test_scores=tests, test_accuracy=tests.get(selected, 0.5),
+                refit_test_accuracy=refit)
+
+
+def test_regret_replays_both_rules_from_stored_scores():
+    from flexsk.bench import regret_markdown
+
+    # conv1 and conv2 tie on accuracy; conv2 has the lower loss and the better test score
+    row = _flex_row(0, {"conv1": 0.9, "conv2": 0.9, "all": 0.8},
+                    {"conv1": 0.5, "conv2": 0.3, "all": 0.2},
+                    {"conv1": 0.80, "conv2": 0.85, "all": 0.84}, "conv2")
+    table = regret_markdown([row])
+    lines = [line for line in table.splitlines() if line.startswith("| conv4")]
+    assert lines[0].split("|")[5].strip() == "0.00"  # accuracy, then loss: conv2
+    assert lines[0].split("|")[6].strip() == "5.00"  # accuracy, then earliest: conv1
+    # a diverged candidate (NaN loss) is never the new rule's pick
+    diverged = _flex_row(0, {"conv1": 0.95, "conv2": 0.9, "all": 0.8},
+                         {"conv1": float("nan"), "conv2": 0.3, "all": 0.2},
+                         {"conv1": 0.1, "conv2": 0.85, "all": 0.84}, "conv2")
+    assert "| 0.00" in regret_markdown([diverged])
+
+
+def test_agreement_counts_pairs_of_repeats():
+    from flexsk.bench import agreement_markdown
+
+    rows = [_flex_row(r, {}, {}, {}, unit) for r, unit in enumerate(["conv1", "conv1", "all"])]
+    table = agreement_markdown(rows)
+    assert "| 2 per class | 3 " in table and "33%" in table  # 1 pair of 3 agrees
+
+
+def test_refit_gain_per_ratio():
+    from flexsk.bench import refit_markdown
+
+    rows = [_flex_row(0, {}, {}, {"conv1": 0.70}, "conv1", refit=0.75),
+            _flex_row(1, {}, {}, {"conv1": 0.80}, "conv1", refit=0.81)]
+    assert "0.750 → 0.780 (+3.0)" in refit_markdown(rows)

@@ -373,7 +373,7 @@ class FineTuning:
         """:meth:`tune` each key from the pretrained weights; independent runs.
 
         With ``n_jobs`` other than 1 they run in parallel through joblib, on
-        whatever backend is active (loky by default; dask or ray through
+        whatever backend is active (loky by default; dask through
         :func:`joblib.parallel_config`). Each run's seed derives from its key,
         so results do not depend on the order or on ``n_jobs``.
 

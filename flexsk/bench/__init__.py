@@ -48,8 +48,9 @@ from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
                        parse_row, run_key)
 from ._runner import run_bench
-from ._tables import (bold_cells, mean_accuracies, mean_accuracy_markdown,  # noqa: F401
-                      picks_markdown, retrieval_markdown, selection_markdown, summary_line,
+from ._tables import (agreement_markdown, bold_cells, mean_accuracies,  # noqa: F401
+                      mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
+                      retrieval_markdown, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts,
                       win_counts_markdown,
                       BASELINES, FLEX_VARIANTS, PAPER_WINS, TIE_TOLERANCE)
@@ -83,5 +84,8 @@ __all__ = [
     "picks_markdown",
     "selection_markdown",
     "retrieval_markdown",
+    "regret_markdown",
+    "agreement_markdown",
+    "refit_markdown",
     "write_reports",
 ]

@@ -8,7 +8,8 @@ from sklearn.utils._param_validation import validate_params
 from .._files import atomic_write
 from ._config import BenchError, describe_config, read_config
 from ._results import CONFIG_JSON, RESULTS_CSV, read_results
-from ._tables import (BASELINES, TIE_TOLERANCE, label_of, mean_accuracy_markdown, picks_markdown,
+from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
+                      mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
                       retrieval_markdown, scenario_of, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
 
@@ -30,6 +31,9 @@ def write_reports(output, *, log=print):
 
     Files: ``table3.md`` (Table 3 style tables, the win-count summary and the
     mean accuracy per strategy), ``retrieval.md`` (Table 4 style),
+    ``selection.md`` (flex's selection regret under the ranking rule and the
+    former one, the seed-to-seed agreement of picks, refit's gain; for
+    results that record refits),
     ``fig1_<net>.png`` (per-unit validation and test accuracy, Figure 1
     style) and ``fig2_<net>.png`` (selection heat map, Figure 2 style), each
     written all at once. Figures need matplotlib (drawn with the
@@ -99,6 +103,20 @@ def write_reports(output, *, log=print):
                  "(euclidean). 'pretrained': the target images embedded by the pretrained "
                  "net too. Bold: best tuned value of the row.\n\n" + retrieval_markdown(rows))
     written.append(_write_text(output / "retrieval.md", retrieval))
+    if all(r.get("refit_test_accuracy") not in (None, "") for r in rows):
+        selection = (
+            f"# Selection: regret, agreement, ranking rules, refit\n\n{header}"
+            "## Selection regret of flex\n\nPer scenario, the test accuracy of the best of "
+            "flex's candidates in hindsight minus that of its pick, in points, averaged over "
+            "repeats: under the rule flex uses (validation accuracy, then loss), and under the "
+            "former rule (accuracy, then the earliest unit) replayed on the same candidates."
+            "\n\n" + regret_markdown(rows)
+            + "\n## Seed-to-seed agreement of the pick\n\nOver pairs of repeats of a "
+            "scenario (other training subsets and seeds).\n\n" + agreement_markdown(rows)
+            + "\n## Refit\n\nMean test accuracy of the selection run's pick → of the "
+            "returned model, refitted on the training and validation data (gain in points)."
+            "\n\n" + refit_markdown(rows))
+        written.append(_write_text(output / "selection.md", selection))
     log(summary_line(rows))
     log(mean_accuracy_markdown(rows))
 

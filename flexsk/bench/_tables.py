@@ -13,7 +13,8 @@ from ._results import parse_row, run_key
 __all__ = ["FLEX_VARIANTS", "BASELINES", "TIE_TOLERANCE", "PAPER_WINS", "scenario_of", "label_of",
            "mean_accuracies", "bold_cells", "win_counts", "table3_markdown", "summary_line",
            "mean_accuracy_markdown", "versus_baselines_markdown", "picks_markdown",
-           "win_counts_markdown", "selection_markdown", "retrieval_markdown"]
+           "win_counts_markdown", "selection_markdown", "retrieval_markdown", "regret_markdown",
+           "agreement_markdown", "refit_markdown"]
 
 FLEX_VARIANTS = ("flex", "fast", "faster")
 BASELINES = ("ft-fc-1", "ft-fc-2", "ft-ss", "ft-all")
@@ -547,3 +548,179 @@ def retrieval_markdown(rows, *, digits=3):
     parts.append(format_table(["", "pretrained"] + [label_of(s) for s in strategies],
                               [mean_row, win_row]))
     return "\n\n".join(parts) + "\n"
+
+
+# -- selection you can trust: regret, agreement, rules, refit -------------------------------------
+
+
+def _pick(validation_scores, validation_losses, order, by_loss):
+    """The key a rule picks from stored validation scores: highest accuracy, then (new rule)
+    lowest loss, then forward order; non-finite losses last under the new rule."""
+    def loss(key):
+        value = validation_losses.get(key, np.nan)
+        return value if np.isfinite(value) else np.inf
+
+    def key(k):
+        position = order.index(k) if k in order else len(order)
+        if by_loss:
+            return (not np.isfinite(validation_losses.get(k, np.nan)), -validation_scores[k],
+                    loss(k), position)
+        return (-validation_scores[k], position)
+    return min(validation_scores, key=key)
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def regret_markdown(rows, *, digits=2):
+    """Flex's selection regret per scenario, under the ranking rule and under the old one.
+
+    The regret of a flex run is the test accuracy of the best of its own
+    candidates in hindsight minus that of the candidate it picked, in points.
+    "accuracy, then loss" replays the rule flex uses from the stored
+    validation accuracies and losses; "accuracy, then earliest" replays the
+    former rule (ties to the earliest unit, a unit before ft-all) on the same
+    candidates. Needs the ``validation_losses`` column.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed).
+    digits : int, default=2
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A markdown table: one row per scenario, then the mean over scenarios
+        and the count of scenarios whose regret exceeds one point.
+
+    Examples
+    --------
+    >>> from flexsk.bench import regret_markdown
+    >>> row = dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=0,
+    ...            strategy="flex", units=["conv1", "fc1"],
+    ...            validation_scores={"conv1": 0.9, "fc1": 0.9, "all": 0.8},
+    ...            validation_losses={"conv1": 0.5, "fc1": 0.3, "all": 0.2},
+    ...            candidate_test_scores={"conv1": 0.80, "fc1": 0.85, "all": 0.84})
+    >>> line = regret_markdown([row]).splitlines()[2]  # conv4, blur, ratio 2
+    >>> [cell.strip() for cell in line.split("|")[5:7]]  # new rule, old rule
+    ['0.00', '5.00']
+    """
+    rows = [parse_row(r) for r in rows if r["strategy"] == "flex"]
+    rows = [r for r in rows if r.get("validation_losses") is not None]
+    per = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        order = list(row["units"]) + ["all"]
+        tests = row["candidate_test_scores"]
+        best = max(tests.values())
+        for rule, by_loss in (("new", True), ("old", False)):
+            pick = _pick(row["validation_scores"], row["validation_losses"], order, by_loss)
+            per[scenario_of(row)][rule].append(100 * (best - tests[pick]))
+    keys = _ordered(per, rows)
+    body = [[net, shift, str(ratio), str(len(per[k]["new"])),
+             f"{np.mean(per[k]['new']):.{digits}f}", f"{np.mean(per[k]['old']):.{digits}f}"]
+            for k in keys for net, _, shift, ratio in [k]]
+    if keys:
+        new = [np.mean(per[k]["new"]) for k in keys]
+        old = [np.mean(per[k]["old"]) for k in keys]
+        body.append(["mean", "", "", str(sum(len(per[k]["new"]) for k in keys)),
+                     f"{np.mean(new):.{digits}f}", f"{np.mean(old):.{digits}f}"])
+        body.append(["scenarios > 1 point", "", "", "", f"{sum(v > 1 for v in new)}/{len(keys)}",
+                     f"{sum(v > 1 for v in old)}/{len(keys)}"])
+    return format_table(["net", "shift", "ratio", "runs", "regret (accuracy, then loss)",
+                         "regret (accuracy, then earliest)"], body) + "\n"
+
+
+@validate_params({"rows": ["array-like"]}, prefer_skip_nested_validation=True)
+def agreement_markdown(rows):
+    """How often two repeats of a scenario pick the same unit, per strategy.
+
+    Over every pair of repeats of a scenario (different training subsets and
+    seeds), the fraction whose ``selected_unit`` is the same.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed).
+
+    Returns
+    -------
+    str
+        A markdown table, one row per ratio that has repeats.
+
+    Examples
+    --------
+    >>> from flexsk.bench import agreement_markdown
+    >>> rows = [dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=repeat,
+    ...              strategy="flex", selected_unit=unit)
+    ...         for repeat, unit in enumerate(["conv1", "conv1", "fc1"])]
+    >>> print(agreement_markdown(rows).splitlines()[2])
+    | 2 per class | 3                | 33%             |
+    """
+    rows = [parse_row(r) for r in rows]
+    picks = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["strategy"] in FLEX_VARIANTS:
+            picks[(scenario_of(row), row["strategy"])][row["repeat"]] = row["selected_unit"]
+    stats = defaultdict(lambda: defaultdict(list))
+    for (scenario, strategy), by_repeat in picks.items():
+        units = list(by_repeat.values())
+        for i in range(len(units)):
+            for j in range(i + 1, len(units)):
+                stats[scenario[3]][strategy].append(units[i] == units[j])
+    methods = [s for s in FLEX_VARIANTS if any(s in d for d in stats.values())]
+    body = [[f"{ratio} per class", str(len(stats[ratio][methods[0]]))]
+            + [f"{np.mean(stats[ratio][m]):.0%}" if stats[ratio][m] else "" for m in methods]
+            for ratio in sorted(stats)]
+    return format_table(["ratio", "pairs of repeats"] + [f"same pick, {label_of(m)}"
+                                                         for m in methods], body) + "\n"
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def refit_markdown(rows, *, digits=3):
+    """What refitting on training and validation data adds, per ratio and strategy.
+
+    The gain of a run is its returned (refit) model's test accuracy minus its
+    selection-run pick's (``refit_test_accuracy - test_accuracy``); the
+    table gives its mean over runs, in points, and the mean accuracies.
+    Needs the ``refit_test_accuracy`` column.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed).
+    digits : int, default=3
+        Decimals of the accuracies.
+
+    Returns
+    -------
+    str
+        A markdown table: one row per ratio, a column per strategy.
+
+    Examples
+    --------
+    >>> from flexsk.bench import refit_markdown
+    >>> rows = [dict(net="conv4", n_channels=1, shift="blur", ratio=2, repeat=repeat,
+    ...              strategy="flex", test_accuracy=before, refit_test_accuracy=after)
+    ...         for repeat, (before, after) in enumerate([(0.70, 0.75), (0.80, 0.81)])]
+    >>> print(refit_markdown(rows).splitlines()[2])
+    | 2 per class | 0.750 → 0.780 (+3.0) |
+    """
+    rows = [parse_row(r) for r in rows if r.get("refit_test_accuracy") not in (None, "")]
+    strategies = _strategies_in(rows)
+    stats = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        for group in (row["ratio"], "all ratios"):
+            stats[group][row["strategy"]].append(
+                (row["test_accuracy"], row["refit_test_accuracy"]))
+    body = []
+    for group in sorted(g for g in stats if g != "all ratios") + ["all ratios"]:
+        if group not in stats:
+            continue
+        cells = []
+        for s in strategies:
+            pairs = np.array(stats[group][s]) if stats[group][s] else None
+            cells.append("" if pairs is None else
+                         f"{pairs[:, 0].mean():.{digits}f} → {pairs[:, 1].mean():.{digits}f} "
+                         f"({100 * (pairs[:, 1] - pairs[:, 0]).mean():+.1f})")
+        body.append([f"{group} per class" if group != "all ratios" else group] + cells)
+    return format_table(["ratio"] + [label_of(s) for s in strategies], body) + "\n"

@@ -24,15 +24,16 @@ Commands (each writes next to this file)::
     python benchmarks/selection_study.py record bench     # selection-study-bench.csv
     python benchmarks/selection_study.py record unseen    # selection-study-unseen.csv
     python benchmarks/selection_study.py analyze          # selection-study.md
-    python benchmarks/selection_study.py refit bench      # selection-study-refit-bench.csv
-    python benchmarks/selection_study.py refit unseen     # selection-study-refit-unseen.csv
-    python benchmarks/selection_study.py cv unseen        # selection-study-cv-unseen.csv
+    python benchmarks/selection_study.py check unseen     # selection-study-check-unseen.csv
+    python benchmarks/selection_study.py check unseen --cv 5  # ...-check-unseen-cv5.csv
+    python benchmarks/selection_study.py check bench --strategies flex ft-all ft-fc-1
 
 All runs use one torch thread.
 """
 
 import argparse
 import csv
+import json
 import math
 import sys
 import time
@@ -322,7 +323,9 @@ RULES = OrderedDict([
     ("accuracy, loss; patience 5 epochs, >= 10 steps", (5, 10, True)),
     ("accuracy, loss; patience 5 epochs, >= 20 steps", (5, 20, True)),
     ("accuracy, loss; patience 5 epochs, >= 30 steps", (5, 30, True)),
+    ("accuracy, loss; patience 5 epochs, >= 40 steps", (5, 40, True)),
     ("accuracy, loss; patience 5 epochs, >= 50 steps", (5, 50, True)),
+    ("accuracy, loss; patience 5 epochs, >= 80 steps", (5, 80, True)),
     ("accuracy, loss; patience 10 epochs, >= 30 steps", (10, 30, True)),
     ("accuracy, loss; no early stopping", (None, 0, True)),
 ])
@@ -392,52 +395,89 @@ def analyze():
     print(text)
 
 
-# -- refit length ----------------------------------------------------------------------------
+# -- the defaults, end to end -----------------------------------------------------------------
 
 
-def refit(which):
-    """Refit with the estimator's defaults, both length rules, for flex, ft-all and ft-fc."""
+CHECK_STRATEGIES = (("flex", dict(strategy="flex")), ("fast", dict(strategy="fast")),
+                    ("ft-all", dict(strategy="ft-all")),
+                    ("ft-fc-1", dict(strategy="ft-fc", n_fc_units=1)))
+CHECK_COLUMNS = ["net", "shift", "ratio", "repeat", "strategy", "cv", "selected",
+                 "selection_test", "best_candidate_test", "refit_steps_test",
+                 "refit_epochs_test", "selection_seconds", "refit_seconds", "candidate_tests"]
+
+
+def check(which, cv=None, strategies=None):
+    """Fit flex, fast, ft-all and ft-fc (1) with the estimator's defaults.
+
+    Records the selection run's pick and its test accuracy, the best
+    candidate's in hindsight, and the test accuracy of the pick refitted for
+    the selection run's peak in optimizer steps and in epochs (both refits
+    from the same selection run; the estimator's default is one of them).
+    """
     import flexsk._tuner as tuner_module
 
     torch.set_num_threads(1)
-    path = HERE / f"selection-study-refit-{which}.csv"
-    columns = ["net", "shift", "ratio", "repeat", "strategy", "selected", "no_refit",
-               "refit_steps", "refit_epochs", "seconds"]
+    suffix = "" if cv is None else f"-cv{cv}"
+    path = HERE / f"selection-study-check-{which}{suffix}.csv"
     done = set()
     if path.exists():
         with open(path, newline="") as f:
             done = {(r["net"], r["shift"], r["ratio"], r["repeat"], r["strategy"])
                     for r in csv.DictReader(f)}
     new = not path.exists()
+    original_refit = tuner_module._refit
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, columns)
+        writer = csv.DictWriter(f, CHECK_COLUMNS)
         if new:
             writer.writeheader()
+        chosen = [(label, params) for label, params in CHECK_STRATEGIES
+                  if label in (strategies or [label])]
+        strategies = chosen if cv is None else chosen[:1]
         for scenario, net, (X, y), val, (X_test, y_test) in SCENARIOS[which]():
-            for strategy, params in (("flex", {}), ("ft-all", {}), ("ft-fc-1", {})):
+            for label, params in strategies:
                 key = (scenario["net"], scenario["shift"], str(scenario["ratio"]),
-                       str(scenario["repeat"]), strategy)
+                       str(scenario["repeat"]), label)
                 if key in done:
                     continue
-                name = strategy.replace("-1", "")
-                row = dict(net=scenario["net"], shift=scenario["shift"],
-                           ratio=scenario["ratio"], repeat=scenario["repeat"],
-                           strategy=strategy)
-                started = time.perf_counter()
-                for column, refit_flag, length in (("no_refit", False, "steps"),
-                                                   ("refit_steps", True, "steps"),
-                                                   ("refit_epochs", True, "epochs")):
-                    tuner_module.REFIT_LENGTH = length
-                    tuner = FlexTuner(net, strategy=name, refit=refit_flag,
+                refits = {}
+
+                def both_refits(ft, outcome):
+                    default = tuner_module.REFIT_LENGTH
+                    for length in ("steps", "epochs"):
+                        tuner_module.REFIT_LENGTH = length
+                        started = time.perf_counter()
+                        model, epochs = original_refit(ft, outcome)
+                        refits[length] = (model, epochs, time.perf_counter() - started)
+                    tuner_module.REFIT_LENGTH = default
+                    return refits[default][:2]
+
+                tuner_module._refit = both_refits
+                try:
+                    tuner = FlexTuner(net, keep_candidates=True, cv=cv,
                                       random_state=scenario["repeat"], **params)
+                    started = time.perf_counter()
                     if val is None:
                         tuner.fit(X, y)
                     else:
                         tuner.fit(X, y, X_val=val[0], y_val=val[1])
-                    row[column] = tuner.score(X_test, y_test)
-                    row["selected"] = "+".join(tuner.selected_unit_) if isinstance(
-                        tuner.selected_unit_, tuple) else tuner.selected_unit_
-                row["seconds"] = round(time.perf_counter() - started, 2)
+                    seconds = time.perf_counter() - started
+                finally:
+                    tuner_module._refit = original_refit
+                tests = tuner.score_candidates(X_test, y_test)
+                row = dict(net=scenario["net"], shift=scenario["shift"],
+                           ratio=scenario["ratio"], repeat=scenario["repeat"], strategy=label,
+                           cv=cv or "", selected="+".join(tuner.selected_unit_) if isinstance(
+                               tuner.selected_unit_, tuple) else tuner.selected_unit_,
+                           selection_test=tests[tuner.selected_unit_],
+                           best_candidate_test=max(tests.values()),
+                           selection_seconds=round(
+                               seconds - sum(r[2] for r in refits.values()), 2),
+                           refit_seconds=round(refits[tuner_module.REFIT_LENGTH][2], 2),
+                           candidate_tests=json.dumps({"+".join(k) if isinstance(k, tuple)
+                                                       else k: v for k, v in tests.items()}))
+                for length in ("steps", "epochs"):
+                    tuner.net_.module_ = refits[length][0]
+                    row[f"refit_{length}_test"] = tuner.score(X_test, y_test)
                 writer.writerow(row)
                 f.flush()
                 print(row, file=sys.stderr, flush=True)
@@ -445,13 +485,16 @@ def refit(which):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["record", "analyze", "refit"])
+    parser.add_argument("command", choices=["record", "analyze", "check"])
     parser.add_argument("which", nargs="?", choices=sorted(SCENARIOS), default="bench")
+    parser.add_argument("--cv", type=int, default=None, help="check: flex with cv folds")
+    parser.add_argument("--strategies", nargs="+", default=None,
+                        help="check: these of flex, fast, ft-all, ft-fc-1 only")
     args = parser.parse_args(argv)
     if args.command == "record":
         record(args.which)
-    elif args.command == "refit":
-        refit(args.which)
+    elif args.command == "check":
+        check(args.which, args.cv, args.strategies)
     else:
         analyze()
 

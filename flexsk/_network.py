@@ -38,10 +38,15 @@ def pretrained_module(base_net):
 
 
 def net_like(base_net, module):
-    """A new initialized net like ``base_net`` that holds ``module``."""
+    """A new initialized net like ``base_net`` that holds ``module``.
+
+    Its callbacks are disabled: fine-tuning does not run them, and initializing
+    some (``Checkpoint`` creates its directory) has side effects.
+    """
+    skipped = ("module__", "callbacks__", "_")
     params = {k: v for k, v in base_net.get_params(deep=False).items()
-              if k != "module" and not k.startswith(("module__", "_"))}
-    net = type(base_net)(module=module, **copy.deepcopy(params))
+              if k not in ("module", "callbacks") and not k.startswith(skipped)}
+    net = type(base_net)(module=module, callbacks="disable", **copy.deepcopy(params))
     return net.initialize()
 
 

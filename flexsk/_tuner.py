@@ -48,9 +48,10 @@ _READ_BATCH_SIZE = 64
 AUTO_PATIENCE_EPOCHS = 5
 AUTO_PATIENCE_STEPS = 40
 
-#: Refit trains for the selection run's best number of optimizer steps ("steps") or of
-#: epochs ("epochs"); see the user guide for the measurement behind the choice.
-REFIT_LENGTH = "steps"
+#: Refit trains for the selection run's best number of epochs ("epochs", full passes
+#: over training and validation data) or of optimizer steps ("steps"). Epochs did better
+#: on both sets of benchmarks/selection_study.py (the user guide quotes the figures).
+REFIT_LENGTH = "epochs"
 
 
 class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -104,13 +105,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         Most epochs of any one training run.
     patience : int, "auto" or None, default="auto"
         Epochs without improvement on validation after which a run stops.
-        ``"auto"`` waits 5 epochs, and at least 20 optimizer steps, so that
+        ``"auto"`` waits 5 epochs, and at least 40 optimizer steps, so that
         a few images per class still get enough steps. None never stops
         early. See :ref:`selection`.
     refit : bool, default=True
         Retrain the selected candidate from the pretrained weights on the
-        training and validation data together, for as long as its selection
-        run took to peak. False returns the selection run's model.
+        training and validation data together, for as many epochs as its
+        selection run took to peak. False returns the selection run's model.
     cv : int, cross-validation splitter or None, default=None
         Score every candidate by its mean over stratified folds of the
         training and validation data, then refit. Costs ``cv`` times the
@@ -236,7 +237,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "refit": ["boolean"],
-        "cv": ["cv_object", None],
+        "cv": ["cv_object"],  # None included
         "lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "keep_candidates": ["boolean"],
@@ -295,13 +296,23 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         return type(self)(base_net, **{k: clone(v, safe=False) for k, v in params.items()})
 
     def set_params(self, **params):
-        """Set parameters, as in scikit-learn; refuses to replace the base net's module.
+        """Set parameters, as in scikit-learn; the base net passed in is never changed.
 
-        ``base_net__module`` and ``base_net__module__*`` would make skorch
-        re-initialize the module from its class, so that the pretrained
-        weights would be lost (in the user's own net, too). Set other nested
-        parameters (``base_net__lr``, ...) as usual, or pass another net as
-        ``base_net``.
+        Nested parameters (``base_net__lr``, ...) are set on a copy of the base
+        net, which the tuner holds from then on: the net you passed in keeps
+        its settings. ``base_net__module`` and ``base_net__module__*`` are
+        refused: they would make skorch re-initialize the module from its
+        class and lose the pretrained weights. Pass another pretrained net as
+        ``base_net`` instead.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : FlexTuner
         """
         refused = sorted(key for key in params
                          if key == "base_net__module" or key.startswith("base_net__module__"))
@@ -310,6 +321,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"set_params({', '.join(refused)}=...) would make skorch re-initialize "
                 f"base_net's module from its class and lose the pretrained weights. Pass a "
                 f"pretrained net as base_net instead.")
+        if any(key.startswith("base_net__") for key in params):
+            base_net = params.pop("base_net", self.base_net)
+            super().set_params(base_net=copy.deepcopy(base_net))  # copy on write
         return super().set_params(**params)
 
     def __sklearn_is_fitted__(self):
@@ -386,7 +400,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"The number of classes has to be greater than one; got 1 class "
-                f"({self.classes_[0]!r}) in y. Selection needs at least two classes.")
+                f"({self.classes_.tolist()[0]!r}) in y. Selection needs at least two classes.")
         targets = np.searchsorted(self._class_outputs, outputs)
         train_kwargs = loader_kwargs(self.base_net, "iterator_train")
         valid_kwargs = loader_kwargs(self.base_net, "iterator_valid")
@@ -417,6 +431,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
                                                 self._input_shape, seed_for(base_seed, "adapters"))
         self._check_unit_options(units)
+        if len(units) == 1 and STRATEGIES[self.strategy].single_unit:
+            warnings.warn(
+                f"The network splits into a single unit ({units[0].name!r}), so selection "
+                f"has nothing to choose: that unit and 'all' train (nearly) the same "
+                f"parameters. Pass units='blocks' or a list of submodules "
+                f"(flexsk.preview_units shows the split).", UserWarning, stacklevel=4)
         classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
         eval_batch_size = _eval_batch_size(per_sample_bytes, self.batch_size or
                                            self.base_net.batch_size)
@@ -433,6 +453,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             y_all = labelled.y.cpu().numpy()
             folds = list(check_cv(self.cv, y_all, classifier=True).split(
                 np.zeros((len(y_all), 1)), y_all))
+            for i, (fold_train, fold_val) in enumerate(folds):
+                unseen = np.setdiff1d(y_all[fold_val], y_all[fold_train])
+                if unseen.size:
+                    raise ValueError(
+                        f"Fold {i} of cv validates on classes "
+                        f"{self.classes_[unseen].tolist()} that its training part lacks; "
+                        f"use a stratified splitter (an int cv is stratified).")
         n_runs = strategy.total_runs(len(units), **options) * (len(folds) if folds else 1)
         n_runs += 1 if self.refit else 0
         with _progress(self.verbose, n_runs, self.strategy) as progress:
@@ -461,7 +488,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             refit_started = time.perf_counter()
             if self.refit:
                 model, refit_epochs = _refit(ft, outcome)
-            refit_time = time.perf_counter() - refit_started
+            refit_time = time.perf_counter() - refit_started if self.refit else 0.0
 
         self._units = units
         self._pretrained = pretrained
@@ -650,6 +677,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                     else contextlib.nullcontext())
         if is_dataset(X):
             net = getattr(self, "net_", self.base_net)
+            if len(X) == 0:
+                raise ValueError("X is an empty Dataset: there is nothing to predict.")
             batches = DataLoader(X, batch_size=batch_size, shuffle=False,
                                  **loader_kwargs(net, "iterator_valid"))
         else:
@@ -937,23 +966,44 @@ def _check_selection(ft, outcome, strategy, lr):
                 f"proxy scores mean nothing and the unit {key_name(outcome.selected)!r} was "
                 f"picked blindly. Use a smaller lr, or strategy='flex'."), stacklevel=5)
     proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
-    pretrained = ft.pretrained_evaluation if proxies else None
     if not any(run.improved for _, run in runs) and not any(
-            proxy.improves_on(pretrained) for proxy in proxies):
+            proxy.improves_on(ft.pretrained_evaluation) for proxy in proxies):
+        worse = diverged or any(
+            not e.finite or e.loss > 10 * run.history[0].loss
+            for _, run in runs if run.history and run.history[0] is not None
+            for e in run.history[1:])
+        if all(run.history and run.history[0] is not None and
+               run.history[0].accuracy == 1.0 for _, run in runs):
+            advice = ("The pretrained net already classifies every validation sample "
+                      "correctly: there is nothing left to select on these data.")
+        elif worse:
+            advice = (f"Training made the validation loss grow: lr={lr:g} may be too large; "
+                      f"try a smaller one.")
+        else:
+            advice = f"Use a larger lr (now {lr:g}) or more epochs."
         warnings.warn(SelectionWarning(
             f"No training run improved on the pretrained weights on validation data (neither "
             f"accuracy nor loss), and no proxy net did: every candidate ties with the "
             f"pretrained net, so the selected {key_name(outcome.selected)!r} means nothing "
-            f"and the model is the pretrained one. Use a larger lr (now {lr:g}) or more "
-            f"epochs."), stacklevel=5)
+            f"and the model is the pretrained one. {advice}"), stacklevel=5)
+        return
+    chance = 1 / len(ft.data.classes) if hasattr(ft, "data") else None
+    chosen = outcome.model.evaluation
+    if chance is not None and chosen is not None and chosen.accuracy <= chance:
+        warnings.warn(SelectionWarning(
+            f"The selected {key_name(outcome.selected)!r} validates at chance level "
+            f"(accuracy {chosen.accuracy:.3f} with {len(ft.data.classes)} classes): training "
+            f"may need more epochs (a larger patience or max_epochs) or another lr."),
+            stacklevel=5)
 
 
 def _refit(ft, outcome):
     """Retrain the pick from the pretrained weights on training and validation data.
 
-    The run lasts as long as the selection run took to reach its best epoch
-    (REFIT_LENGTH: in optimizer steps or in epochs); a pick that peaked at
-    epoch 0 stays the pretrained net. Returns the module and the epochs trained.
+    The run lasts as long as the selection run took to reach its best epoch,
+    counted in epochs (full passes over the larger data) or, with
+    REFIT_LENGTH="steps", in optimizer steps; a pick that peaked at epoch 0
+    stays the pretrained net. Returns the module and the epochs trained.
     """
     chosen = outcome.model
     if chosen.best_epoch == 0:

@@ -56,12 +56,19 @@ def _direct_parameters(module, prefix=""):
 def forward_order(module, probe, names):
     """Order ``names`` (dotted module names) by their first call on ``probe``.
 
-    Modules never called on the probe batch are returned separately.
+    A module whose parameters its parent uses without calling it (the output
+    projection of :class:`torch.nn.MultiheadAttention`) takes the place of its
+    nearest called ancestor below the root. Modules that neither run nor sit in
+    a module that runs are returned separately.
     """
+    submodules = dict(module.named_modules())
+    watched = set(names)
+    for name in names:  # their ancestors, for modules used without being called
+        parts = name.split(".")
+        watched.update(".".join(parts[:i]) for i in range(1, len(parts)))
     calls = []
     handles = []
-    submodules = dict(module.named_modules())
-    for name in names:
+    for name in watched:
         def hook(mod, args, name=name):
             calls.append(name)
         handles.append(submodules[name].register_forward_pre_hook(hook))
@@ -78,8 +85,19 @@ def forward_order(module, probe, names):
     first_call = {}
     for position, name in enumerate(calls):
         first_call.setdefault(name, position)
-    called = sorted((n for n in names if n in first_call), key=first_call.__getitem__)
-    never_called = [n for n in names if n not in first_call]
+
+    def position(name):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            candidate = ".".join(parts[:i])
+            if candidate in first_call:
+                return first_call[candidate]
+        return None
+
+    positions = {name: position(name) for name in names}
+    called = sorted((n for n in names if positions[n] is not None),
+                    key=lambda n: (positions[n], n.count(".")))
+    never_called = [n for n in names if positions[n] is None]
     return called, never_called
 
 
@@ -229,6 +247,8 @@ def resolve_units(module, units, probe):
             if name in groups:
                 raise ValueError(f"Unit {name!r} is listed twice.")
             groups[name] = [name]
+    if not groups and not automatic:
+        raise ValueError("units is empty: list at least one module (or pass units='auto').")
     if not groups:
         if any(True for _ in module.parameters()):
             raise ValueError(

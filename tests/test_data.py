@@ -363,7 +363,9 @@ def test_set_params_refuses_to_replace_the_pretrained_module(conv4, params):
     with pytest.raises(ValueError, match="lose the pretrained weights"):
         tuner.set_params(**params)
     assert all(torch.equal(before[k], v) for k, v in conv4.module_.state_dict().items())
-    assert tuner.set_params(base_net__lr=0.5) is tuner and conv4.lr == 0.5
+    # other nested parameters work, on the tuner's own copy of the net
+    assert tuner.set_params(base_net__lr=0.5) is tuner and tuner.base_net.lr == 0.5
+    assert conv4.lr == 1e-3 and tuner.base_net is not conv4
 
 
 def test_grid_search_over_module_parameters_is_refused(conv4, target):
@@ -395,3 +397,76 @@ def test_forward_passes_without_gradients_use_bounded_batches(monkeypatch):
     assert sum(sizes) == len(X)
     np.testing.assert_allclose(tuner.predict_log_proba(X[:50]),
                                np.log(tuner.predict_proba(X[:50])), rtol=1e-6)
+
+
+# -- mixed inputs, edge cases -----------------------------------------------------------------
+
+
+class _Plain(Dataset):
+    """The most common hand-written Dataset: numpy-backed, with int labels."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.X[i]), int(self.y[i])
+
+
+@pytest.mark.parametrize("mix", ["dataset+arrays", "arrays+dataset", "cv"])
+def test_datasets_and_arrays_mix(conv4, target, mix):
+    X, y, X_val, y_val = target["X"], target["y"], target["X_val"], target["y_val"]
+    tuner = FlexTuner(conv4, strategy="ft-fc", **FAST)
+    if mix == "dataset+arrays":
+        tuner.fit(_Plain(X, y), X_val=X_val, y_val=y_val)
+    elif mix == "arrays+dataset":
+        tuner.fit(X, y, X_val=_Plain(X_val, y_val))
+    else:  # folds over a Dataset joined with tensor samples
+        tuner.set_params(cv=2).fit(_Plain(X, y), X_val=as_dataset(X_val, y_val))
+    assert tuner.refit_epochs_ is not None
+    assert tuner.predict(_Plain(target["X_test"], target["y_test"])).shape == (
+        len(target["y_test"]),)
+
+
+def test_an_empty_dataset_in_prediction_is_named(conv4, target):
+    tuner = FlexTuner(conv4, strategy="ft-fc", **FAST).fit(target["X"], target["y"])
+    with pytest.raises(ValueError, match="empty Dataset"):
+        tuner.predict(as_dataset(target["X"][:0]))
+
+
+def test_cv_folds_must_see_every_class_they_validate(conv4, target):
+    from sklearn.model_selection import KFold
+
+    order = np.argsort(target["y"], kind="stable")
+    with pytest.raises(ValueError, match=r"Fold \d of cv validates on classes"):
+        FlexTuner(conv4, cv=KFold(2), **FAST).fit(target["X"][order], target["y"][order])
+
+
+def test_a_single_unit_is_named(target):
+    net = small_net(nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+                                  nn.Softmax(dim=-1)), criterion=nn.NLLLoss)
+    with pytest.warns(UserWarning, match="single unit"):
+        FlexTuner(net, strategy="flex", **FAST).fit(target["X"], target["y"])
+
+
+def test_callbacks_have_no_side_effects(conv4, target, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    net = copy.deepcopy(conv4).set_params(callbacks=[Checkpoint(dirname=str(tmp_path / "ck"))])
+    with pytest.warns(UserWarning, match="Checkpoint"):
+        FlexTuner(net, strategy="ft-fc", **FAST).fit(target["X"], target["y"])
+    assert not (tmp_path / "ck").exists()
+
+
+def test_units_used_by_their_parent_without_being_called():
+    # MultiheadAttention uses out_proj's weights in a functional call
+    layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16,
+                                       batch_first=True)
+    module = nn.Sequential(nn.Linear(4, 8), layer, nn.Linear(8, 3))
+    units = resolve_units(module.eval(), ["0", "1.self_attn.out_proj", "2"],
+                          torch.zeros(2, 5, 4))
+    assert [u.name for u in units] == ["0", "1.self_attn.out_proj", "2"]
+    with pytest.raises(ValueError, match="units is empty"):
+        resolve_units(module, [], torch.zeros(2, 5, 4))

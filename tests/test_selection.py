@@ -125,8 +125,8 @@ def test_every_strategy_refits_the_pick_only(conv7, target, strategy):
     assert conv7.module_.state_dict().keys() == tuner.net_.module_.state_dict().keys()
 
 
-def test_refit_trains_on_training_and_validation_data_for_the_peak_steps(conv4, target,
-                                                                         monkeypatch):
+def test_refit_trains_on_training_and_validation_data_for_the_peak_epochs(conv4, target,
+                                                                          monkeypatch):
     runs = []
     original = FineTuning.tune
 
@@ -141,8 +141,21 @@ def test_refit_trains_on_training_and_validation_data_for_the_peak_steps(conv4, 
     assert n_train == len(target["y"]) and not no_val
     assert n_all == len(target["y"]) + len(target["y_val"]) and refit_no_val
     assert selection.best_epoch >= 1
+    assert refit.n_epochs == selection.best_epoch == tuner.refit_epochs_
+    assert refit.n_steps == refit.n_epochs * refit.steps_per_epoch  # full passes
+
+
+def test_refit_for_the_peak_steps(conv4, target, monkeypatch):
+    from flexsk import _tuner
+
+    monkeypatch.setattr(_tuner, "REFIT_LENGTH", "steps")
+    runs = []
+    original = FineTuning.tune
+    monkeypatch.setattr(FineTuning, "tune", lambda self, key, **kwargs: runs.append(
+        original(self, key, **kwargs)) or runs[-1])
+    fit(conv4, target, strategy="ft-all")
+    selection, refit = runs
     assert refit.n_steps == selection.best_epoch * selection.steps_per_epoch
-    assert tuner.refit_epochs_ == refit.n_epochs
 
 
 def test_refit_with_the_internal_split_uses_every_sample(conv4, target, monkeypatch):
@@ -291,3 +304,18 @@ def test_cv_scores_candidates_on_folds_then_refits(conv4, target):
 def test_cv_needs_refit(conv4, target):
     with pytest.raises(ValueError, match="needs refit=True"):
         FlexTuner(conv4, cv=3, refit=False, **FAST).fit(target["X"], target["y"])
+
+
+def test_a_huge_lr_that_only_makes_the_loss_grow_says_so(conv4, target, monkeypatch):
+    # every epoch: lower accuracy and a loss 100 times the start's, still finite
+    evaluations = [(0.5, 1.0)] + [(0.4, 100.0)] * 20
+    Scripted(evaluations).install(monkeypatch)
+    with pytest.warns(SelectionWarning, match="may be too large; try a smaller one"):
+        fit(conv4, target, strategy="ft-fc")
+
+
+def test_a_pick_at_chance_level_is_flagged(conv4, target, monkeypatch):
+    # improves (the loss falls) but never beats 1 in 10 correct
+    Scripted([(0.1, 3.0), (0.1, 2.0), (0.05, 2.5)]).install(monkeypatch)
+    with pytest.warns(SelectionWarning, match="chance level"):
+        fit(conv4, target, strategy="ft-fc")

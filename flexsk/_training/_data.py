@@ -53,19 +53,25 @@ class Samples:
             return other.prepended(self)
         return Samples(torch.cat([self.X, other.X]), torch.cat([self.y, other.y]))
 
-    def as_dataset(self):
-        """These samples as a Dataset of ``(x, y)`` pairs on the CPU."""
-        return torch.utils.data.TensorDataset(self.X.cpu(), self.y.cpu())
+    def as_parts(self):
+        """These samples as one part of :class:`DatasetSamples`: a Dataset of ``(x, y)``
+        pairs on the CPU, read with torch's default DataLoader settings."""
+        return [(torch.utils.data.TensorDataset(self.X.cpu(), self.y.cpu()), {})]
 
 
 class DatasetSamples:
-    """Samples read from a :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
+    """Samples read from :class:`torch.utils.data.Dataset` objects of ``(x, y)`` pairs.
 
-    Every pass reads the dataset again through a DataLoader (so random
+    Every pass reads the data again through a DataLoader (so random
     transforms draw anew each epoch), with the base net's iterator settings
     (``num_workers``, ``collate_fn``, ``pin_memory``, ...). Labels were read
     once, when the data were validated: ``y`` holds them encoded, by
     position, and the labels a batch carries are not used.
+
+    The samples may come in parts (a refit's training and validation data,
+    one a Dataset and the other arrays): each part is read with its own
+    DataLoader settings, and a batch that spans parts collates each part's
+    items on their own, then joins the inputs.
 
     Parameters
     ----------
@@ -78,21 +84,56 @@ class DatasetSamples:
         Turns a batch's inputs into a float32 tensor on the training device.
     """
 
-    def __init__(self, dataset, y, loader_kwargs, to_device):
-        self.dataset = dataset
+    def __init__(self, dataset, y, loader_kwargs, to_device, *, parts=None):
+        self.parts = parts if parts is not None else [(dataset, loader_kwargs)]
         self.y = y
-        self.loader_kwargs = loader_kwargs
         self.to_device = to_device
 
     def __len__(self):
         return len(self.y)
 
+    @property
+    def dataset(self):
+        datasets = [dataset for dataset, _ in self.parts]
+        return datasets[0] if len(datasets) == 1 else torch.utils.data.ConcatDataset(datasets)
+
+    def _starts(self):
+        starts, start = [], 0
+        for dataset, _ in self.parts:
+            starts.append(start)
+            start += len(dataset)
+        return starts + [start]
+
     def _batches(self, index_batches):
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=index_batches,
-                                             **self.loader_kwargs)
-        for idx, batch in zip(index_batches, loader):
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            yield self.to_device(inputs), self.y[torch.as_tensor(idx, device=self.y.device)]
+        """``(inputs, labels)`` for each list of positions, in that order."""
+        starts = self._starts()
+        per_part = [[] for _ in self.parts]
+        layout = []
+        for batch in index_batches:
+            pieces = []
+            for p in range(len(self.parts)):
+                local = [i - starts[p] for i in batch if starts[p] <= i < starts[p + 1]]
+                if local:
+                    per_part[p].append(local)
+                    pieces.append(p)
+            layout.append(pieces)
+        loaders = [iter(torch.utils.data.DataLoader(dataset, batch_sampler=per_part[p],
+                                                    **kwargs)) if per_part[p] else None
+                   for p, (dataset, kwargs) in enumerate(self.parts)]
+        cursors = [0] * len(self.parts)
+        for wanted, pieces in zip(index_batches, layout):
+            inputs, positions = [], []
+            for p in pieces:
+                batch = next(loaders[p])
+                inputs.append(self.to_device(batch[0] if isinstance(batch, (tuple, list))
+                                             else batch))
+                positions += [starts[p] + i for i in per_part[p][cursors[p]]]
+                cursors[p] += 1
+            X = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+            if len(inputs) > 1:  # back to the order asked for: the same sums as one part
+                at = {position: k for k, position in enumerate(positions)}
+                X = X[torch.as_tensor([at[position] for position in wanted], device=X.device)]
+            yield X, self.y[torch.as_tensor(list(wanted), device=self.y.device)]
 
     def train_batches(self, batch_size, generator):
         order = torch.randperm(len(self), generator=generator)
@@ -117,24 +158,31 @@ class DatasetSamples:
         return Samples(torch.cat(outputs), self.y)
 
     def subset(self, idx):
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return DatasetSamples(torch.utils.data.Subset(self.dataset, idx.tolist()),
-                              self.y[idx.to(self.y.device)], self.loader_kwargs,
-                              self.to_device)
+        """The samples at positions ``idx``, part by part (their order within a part
+        kept)."""
+        idx = [int(i) for i in idx]
+        starts = self._starts()
+        parts, positions = [], []
+        for p, (dataset, kwargs) in enumerate(self.parts):
+            mine = [i for i in idx if starts[p] <= i < starts[p + 1]]
+            if mine:
+                parts.append((torch.utils.data.Subset(dataset, [i - starts[p] for i in mine]),
+                              kwargs))
+                positions += mine
+        y = self.y[torch.as_tensor(positions, dtype=torch.long, device=self.y.device)]
+        return DatasetSamples(None, y, None, self.to_device, parts=parts)
 
-    def as_dataset(self):
-        return self.dataset
+    def as_parts(self):
+        return list(self.parts)
 
     def concat(self, other):
-        dataset = torch.utils.data.ConcatDataset([self.dataset, other.as_dataset()])
-        return DatasetSamples(dataset, torch.cat([self.y, other.y]), self.loader_kwargs,
-                              self.to_device)
+        return DatasetSamples(None, torch.cat([self.y, other.y]), None, self.to_device,
+                              parts=self.as_parts() + other.as_parts())
 
     def prepended(self, other):
         """``other`` (tensor samples) followed by these samples."""
-        dataset = torch.utils.data.ConcatDataset([other.as_dataset(), self.dataset])
-        return DatasetSamples(dataset, torch.cat([other.y, self.y]), self.loader_kwargs,
-                              self.to_device)
+        return DatasetSamples(None, torch.cat([other.y, self.y]), None, self.to_device,
+                              parts=other.as_parts() + self.as_parts())
 
 
 @dataclass

@@ -61,6 +61,7 @@ class CrossValidation:
         self.pretrained = first.pretrained
         self.optimization = first.optimization
         self.stopping = first.stopping
+        self.data = first.data  # the classes; each fold holds its own samples
         self.runs = []
 
     def on_all_data(self):

@@ -23,6 +23,7 @@ Commands (each writes next to this file)::
 
     python benchmarks/selection_study.py record bench     # selection-study-bench.csv
     python benchmarks/selection_study.py record unseen    # selection-study-unseen.csv
+    gzip benchmarks/selection-study-{bench,unseen}.csv    # as kept in the repository
     python benchmarks/selection_study.py analyze          # selection-study.md
     python benchmarks/selection_study.py check unseen     # selection-study-check-unseen.csv
     python benchmarks/selection_study.py check unseen --cv 5  # ...-check-unseen-cv5.csv
@@ -33,6 +34,7 @@ All runs use one torch thread.
 
 import argparse
 import csv
+import gzip
 import json
 import math
 import sys
@@ -245,9 +247,18 @@ class _Recorder:
         FineTuning.__init__ = self.original
 
 
+def _trajectories(which):
+    """The recorded trajectories: the plain CSV, or the gzipped one kept in the repository."""
+    path = HERE / f"selection-study-{which}.csv"
+    return path if path.exists() else path.with_suffix(".csv.gz")
+
+
 def record(which):
     torch.set_num_threads(1)
     path = HERE / f"selection-study-{which}.csv"
+    if _trajectories(which) != path and _trajectories(which).exists():
+        sys.exit(f"{_trajectories(which)} holds earlier runs: gunzip it to resume, or move it "
+                 f"away to record anew.")
     done = set()
     if path.exists():
         with open(path, newline="") as f:
@@ -287,7 +298,9 @@ def record(which):
 def load(which):
     """scenario -> {key: (position, steps_per_epoch, [(val_acc, val_loss, test_acc)...])}."""
     runs = defaultdict(dict)
-    with open(HERE / f"selection-study-{which}.csv", newline="") as f:
+    path = _trajectories(which)
+    with (gzip.open(path, "rt", newline="") if path.suffix == ".gz"
+          else open(path, newline="")) as f:
         for r in csv.DictReader(f):
             scenario = (r["net"], r["shift"], int(r["ratio"]), int(r["repeat"]))
             entry = runs[scenario].setdefault(
@@ -377,8 +390,7 @@ def analyze():
              "hindsight minus the picked one's, in points, per run. Within 1: scenarios "
              "where flex's mean is within 1 point of max(ft-all, ft-fc (1)).", ""]
     for which in ("bench", "unseen"):
-        path = HERE / f"selection-study-{which}.csv"
-        if not path.exists():
+        if not _trajectories(which).exists():
             continue
         runs = load(which)
         lines += [f"## {which} ({len(runs)} runs)", "",
@@ -390,9 +402,102 @@ def analyze():
                          f"| {s['regret']:.2f} | {s['regret_over_1']}/{s['n_runs']} "
                          f"| {s['within_1']}/{s['n']} |")
         lines.append("")
+    lines += check_summary()
     text = "\n".join(lines)
     (HERE / "selection-study.md").write_text(text + "\n")
     print(text)
+
+
+def _read_check(name):
+    path = HERE / f"selection-study-check-{name}.csv"
+    if not path.exists():
+        return None
+    by_run = defaultdict(dict)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            by_run[(r["net"], r["shift"], int(r["ratio"]), int(r["repeat"]))][r["strategy"]] = r
+    return by_run
+
+
+def check_summary():
+    """The defaults end to end: refit lengths, the held-out criteria, and cv's cost."""
+    lines = []
+    for which in ("unseen", "bench"):
+        runs = _read_check(which)
+        if not runs:
+            continue
+        strategies = [s for s, _ in CHECK_STRATEGIES if all(s in v for v in runs.values())]
+        complete = {k: v for k, v in runs.items() if all(s in v for s in strategies)}
+        lines += [f"## Defaults end to end: {which} ({len(complete)} runs, "
+                  f"`check {which}`)", "",
+                  "Mean test accuracy of the selection run's pick, and of the pick refitted "
+                  "on training and validation data for the selection run's peak length in "
+                  "optimizer steps or in epochs.", "",
+                  "| strategy | selection run | refit, steps | refit, epochs |",
+                  "|---|---|---|---|"]
+        for s in strategies:
+            cells = [np.mean([float(v[s][c]) for v in complete.values()])
+                     for c in ("selection_test", "refit_steps_test", "refit_epochs_test")]
+            lines.append(f"| {s} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+        lines.append("")
+        if {"flex", "ft-all", "ft-fc-1"} <= set(strategies):
+            lines += ["| criterion | selection run | refit, steps | refit, epochs |",
+                      "|---|---|---|---|"]
+            columns = ("selection_test", "refit_steps_test", "refit_epochs_test")
+
+            def mean(s, c):
+                return np.mean([float(v[s][c]) for v in complete.values()])
+
+            def close(v, c):
+                best = max(float(v["ft-all"][c]), float(v["ft-fc-1"][c]))
+                return float(v["flex"][c]) >= best - 0.01
+
+            within = [sum(close(v, c) for v in complete.values()) for c in columns]
+            lines.append("| flex within 1 point of max(ft-all, ft-fc (1)), runs | "
+                         + " | ".join(f"{w}/{len(complete)}" for w in within) + " |")
+            lines.append("| mean flex − mean ft-all, points | " + " | ".join(
+                f"{100 * (mean('flex', c) - mean('ft-all', c)):+.2f}" for c in columns) + " |")
+            if "fast" in strategies:
+                lines.append("| mean fast − mean ft-fc (1), points | " + " | ".join(
+                    f"{100 * (mean('fast', c) - mean('ft-fc-1', c)):+.2f}"
+                    for c in columns) + " |")
+            regret = [100 * (float(v["flex"]["best_candidate_test"])
+                             - float(v["flex"]["selection_test"])) for v in complete.values()]
+            seconds = {c: np.median([float(v["flex"][c]) for v in complete.values()])
+                       for c in ("selection_seconds", "refit_seconds")}
+            lines += ["", f"Selection regret of flex: {np.mean(regret):.2f} points on "
+                      f"average, above 1 point in {sum(r > 1 for r in regret)}/{len(regret)} "
+                      f"runs. Median seconds of flex: selection "
+                      f"{seconds['selection_seconds']:.1f}, refit {seconds['refit_seconds']:.1f}.",
+                      ""]
+    cv = _read_check("unseen-cv5")
+    plain = _read_check("unseen")
+    if cv and plain:
+        common = [k for k in cv if k in plain and "flex" in plain[k]]
+        picked = [json.loads(plain[k]["flex"]["candidate_tests"]).get(cv[k]["flex"]["selected"])
+                  for k in common]
+        regret_cv = [100 * (float(plain[k]["flex"]["best_candidate_test"]) - t)
+                     for k, t in zip(common, picked) if t is not None]
+        regret_one = [100 * (float(plain[k]["flex"]["best_candidate_test"])
+                             - float(plain[k]["flex"]["selection_test"])) for k in common]
+        cost = [float(cv[k]["flex"]["selection_seconds"])
+                / float(plain[k]["flex"]["selection_seconds"]) for k in common]
+        refit_cv = np.mean([float(cv[k]["flex"]["refit_epochs_test"]) for k in common])
+        refit_one = np.mean([float(plain[k]["flex"]["refit_epochs_test"]) for k in common])
+        lines += [f"## Cross-validated selection: flex, cv=5 (`check unseen --cv 5`, "
+                  f"{len(common)} runs)", "",
+                  "Regret of the pick, scored against the test accuracies of the candidates of "
+                  "the run with one validation set (the same units, trained on 80% of the "
+                  "data).", "",
+                  "| | one validation set | cv=5 |", "|---|---|---|",
+                  f"| regret of the pick, points | {np.mean(regret_one):.2f} | "
+                  f"{np.mean(regret_cv):.2f} |",
+                  f"| runs with regret above 1 point | {sum(r > 1 for r in regret_one)} | "
+                  f"{sum(r > 1 for r in regret_cv)} |",
+                  f"| test accuracy after refit (epochs) | {refit_one:.4f} | {refit_cv:.4f} |",
+                  f"| selection time, median ratio to one validation set | 1 | "
+                  f"{np.median(cost):.1f} |", ""]
+    return lines
 
 
 # -- the defaults, end to end -----------------------------------------------------------------

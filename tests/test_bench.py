@@ -275,9 +275,11 @@ def test_versus_baselines():
     table = versus_baselines_markdown(_hand_results())
     # A: flex 0.85 vs 0.85 (tied), fast -0.01, faster -0.15;
     # B: flex 0.90 vs 0.90 (tied), fast +0.0004 (tied), faster -0.10.
-    assert _cells(table, "flex") == ["flex", "0", "2", "0", "+0.000"]
-    assert _cells(table, "fast") == ["fast", "0", "1", "1", "-0.005"]
-    assert _cells(table, "faster") == ["faster", "0", "0", "2", "-0.125"]
+    assert _cells(table, "flex") == ["flex", "0", "2", "0", "2/2", "+0.000"]
+    assert _cells(table, "fast") == ["fast", "0", "1", "1", "2/2", "-0.005"]
+    assert _cells(table, "faster") == ["faster", "0", "0", "2", "0/2", "-0.125"]
+    strict = versus_baselines_markdown(_hand_results(), within=0.005)
+    assert _cells(strict, "fast")[4] == "1/2"
 
 
 def test_selection_against_the_oracle():

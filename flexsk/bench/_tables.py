@@ -306,12 +306,13 @@ def mean_accuracy_markdown(rows, *, digits=3):
     {"rows": ["array-like"], "tol": [_TOL], "digits": [_DIGITS]},
     prefer_skip_nested_validation=True,
 )
-def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
+def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, within=0.01, digits=3):
     """Each flex variant against the best baseline of each scenario.
 
     Counts the scenarios where the variant's mean is above the best baseline's
     by more than ``tol``, within ``tol`` of it, or below it by more than
-    ``tol``, and gives the mean difference.
+    ``tol``; the scenarios where it is at most ``within`` below it; and gives
+    the mean difference.
 
     Parameters
     ----------
@@ -320,6 +321,9 @@ def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
         :func:`read_results`.
     tol : float, default=TIE_TOLERANCE
         Means within ``tol`` of the best are tied with it.
+    within : float, default=0.01
+        The "within" column counts the scenarios where the variant is at
+        most this far below the best baseline (1 point by default).
     digits : int, default=3
         Decimals shown.
 
@@ -344,9 +348,11 @@ def versus_baselines_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
         diffs = np.array(diffs)
         body.append([label_of(s), str(int(np.sum(diffs > tol))),
                      str(int(np.sum(np.abs(diffs) <= tol))), str(int(np.sum(diffs < -tol))),
+                     # rounded so that a difference of exactly -within counts as within
+                     f"{int(np.sum(np.round(diffs, 9) >= -within))}/{len(diffs)}",
                      f"{diffs.mean():+.{digits}f}"])
     return format_table(["vs. the best baseline", "above", "tied", "below",
-                         "mean difference"], body) + "\n"
+                         f"within {100 * within:g} pt", "mean difference"], body) + "\n"
 
 
 @validate_params({"rows": ["array-like"], "strategy": [str]}, prefer_skip_nested_validation=True)

@@ -496,7 +496,21 @@ def check_summary():
                   f"{sum(r > 1 for r in regret_cv)} |",
                   f"| test accuracy after refit (epochs) | {refit_one:.4f} | {refit_cv:.4f} |",
                   f"| selection time, median ratio to one validation set | 1 | "
-                  f"{np.median(cost):.1f} |", ""]
+                  f"{np.median(cost):.1f} |"]
+        if all({"ft-all", "ft-fc-1"} <= set(plain[k]) for k in common):
+            def best_baseline(k):
+                return max(float(plain[k][s]["refit_epochs_test"]) for s in ("ft-all", "ft-fc-1"))
+
+            def within(runs):
+                return sum(float(runs[k]["flex"]["refit_epochs_test"]) >= best_baseline(k) - 0.01
+                           - 1e-9 for k in common)
+
+            ft_all = np.mean([float(plain[k]["ft-all"]["refit_epochs_test"]) for k in common])
+            lines += [f"| flex within 1 point of max(ft-all, ft-fc (1)) after refit, runs | "
+                      f"{within(plain)}/{len(common)} | {within(cv)}/{len(common)} |",
+                      f"| mean flex − mean ft-all after refit, points | "
+                      f"{100 * (refit_one - ft_all):+.2f} | {100 * (refit_cv - ft_all):+.2f} |"]
+        lines.append("")
     return lines
 
 

@@ -1,7 +1,8 @@
 """The ``flexsk`` command line: ``flexsk demo`` (the main job) and ``flexsk bench``.
 
-Only argument parsing and exit codes live here, on top of :mod:`flexsk._demo`
-and :mod:`flexsk.bench`; nothing in flexsk imports this module.
+Only argument parsing and exit codes live here, on top of :mod:`flexsk._demo`,
+:mod:`flexsk.bench` and :mod:`flexsk.plot`; nothing in flexsk imports this
+module.
 """
 
 import argparse
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from . import __version__
 from ._demo import run_demo
-from .bench import (DEFAULT_OUTPUT, DEFAULTS, QUICK_OUTPUT, RESULTS_CSV, STRATEGIES, BenchError,
-                    make_config, run_bench, write_reports)
+from .bench import (DEFAULT_OUTPUT, DEFAULTS, MATPLOTLIB_HINT, QUICK_OUTPUT, RESULTS_CSV,
+                    STRATEGIES, BenchError, make_config, run_bench, write_reports)
 from .datasets import COLOUR_SHIFTS, SHIFTS, SPLIT_SIZES
+from .plot import write_figures
 from .zoo import ARCHS
 
 __all__ = ["main"]
@@ -132,7 +134,7 @@ def _configure_bench(parser):
                         "machine)")
     parser.add_argument("--quick", action="store_true",
                         help="a small grid (conv4; blur, rotation, mnistm; ratios 2 and 10; "
-                        "2 repeats at ratio 2): about a minute on 2 cores")
+                        "2 repeats at ratio 2): under two minutes on 2 cores")
     parser.add_argument("--report-only", action="store_true",
                         help="only regenerate the tables and figures from the CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -165,6 +167,10 @@ def bench(args):
                 return 130
             print(f"Wall time of this session: {time.perf_counter() - started:.0f} s.")
         write_reports(output)
+        try:
+            write_figures(output)
+        except ImportError:
+            print(f"Figures skipped: they need matplotlib ({MATPLOTLIB_HINT}).")
     except (BenchError, OSError) as exc:
         print(f"flexsk bench: error: {exc}", file=sys.stderr)
         return 2

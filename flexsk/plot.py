@@ -6,6 +6,9 @@ The functions draw with matplotlib, an optional dependency
 Axes (or a new one) and return it; :func:`unit_scores_figure` makes a
 Figure of several panels and returns it.
 
+:func:`write_figures` writes the figures of a ``flexsk bench`` results
+directory as PNG files.
+
 They read either a fitted :class:`~flexsk.FlexTuner` or a *results table*:
 the rows of the CSV written by ``flexsk bench`` (a path to it, or a list of
 dicts such as :func:`flexsk.bench.read_results` returns; raw CSV strings are
@@ -22,12 +25,13 @@ from scipy.stats import rankdata
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted
 
-# The bench's results reader (flexsk.bench.read_results, parse_row), from the
-# module that defines it: the bench's reports import this module for figures.
+from ._files import atomic_write
 from ._text import key_name
-from .bench._results import best_key, parse_row, read_results
+# The bench's public results reader: the bench itself never imports this module.
+from .bench import RESULTS_CSV, BenchError, best_key, parse_row, read_results
 
-__all__ = ["plot_unit_scores", "plot_selection_heatmap", "unit_scores_figure"]
+__all__ = ["plot_unit_scores", "plot_selection_heatmap", "unit_scores_figure",
+           "write_figures"]
 
 _MISSING = 'flexsk.plot needs matplotlib: pip install "flexsk[plot]"'
 #: Marker colour and horizontal offset (within a heat-map cell) of each method.
@@ -470,3 +474,70 @@ def _pick(row, method, fast_ignores_all):
     if method == "fast" and fast_ignores_all and row.get("proxy_scores"):
         return best_key(row["proxy_scores"])  # ties go to the earliest unit, as fast's
     return row["selected_unit"]
+
+
+@validate_params(
+    {"output": [str, os.PathLike], "log": [callable, None]},
+    prefer_skip_nested_validation=True,
+)
+def write_figures(output, *, log=print):
+    """Write the paper-style figures of the ``flexsk bench`` results in ``output``.
+
+    Per net: ``fig1_<net>.png`` (:func:`unit_scores_figure`, per-unit
+    validation and test accuracy, Figure 1 style; for nets with flex rows)
+    and ``fig2_<net>.png`` (:func:`plot_selection_heatmap`, which unit each
+    method picks, Figure 2 style), each written all at once, drawn with
+    matplotlib's non-interactive ``"Agg"`` backend, which this function
+    selects. The tables are written by :func:`flexsk.bench.write_reports`;
+    ``flexsk bench`` calls both.
+
+    Parameters
+    ----------
+    output : str or path-like
+        The directory of ``results.csv``; the figures are written next to it.
+    log : callable or None, default=print
+        Called with the list of files written; None is silent.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    flexsk.bench.BenchError
+        If ``output`` holds no finished runs.
+
+    Examples
+    --------
+    >>> from flexsk.plot import write_figures
+    >>> paths = write_figures("docs/_static/bench", log=None)  # doctest: +SKIP
+    """
+    plt = _pyplot()
+    plt.switch_backend("Agg")  # files only: no window, whatever the default backend
+    rows = read_results(Path(output) / RESULTS_CSV)
+    if not rows:
+        raise BenchError(f"{Path(output) / RESULTS_CSV} holds no finished runs yet.")
+    written = []
+    for net in dict.fromkeys(r["net"] for r in rows):
+        if any(r["net"] == net and r["strategy"] == "flex" for r in rows):
+            fig = unit_scores_figure(rows, net=net)
+            written.append(_save(fig, Path(output) / f"fig1_{net}.png"))
+            plt.close(fig)
+        n_scenarios = len({(r["n_channels"], r["shift"], r["ratio"]) for r in rows
+                           if r["net"] == net})
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * n_scenarios), layout="constrained")
+        plot_selection_heatmap(rows, net=net, ax=ax)
+        written.append(_save(fig, Path(output) / f"fig2_{net}.png"))
+        plt.close(fig)
+    if log is not None:
+        log("Wrote " + ", ".join(str(p) for p in written))
+    return written
+
+
+def _save(fig, path):
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=110, format="png")
+    return path

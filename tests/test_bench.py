@@ -3,6 +3,7 @@
 import csv
 import re
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,15 +316,40 @@ def test_retrieval_table():
                                                               "0.500"]
 
 
-def test_reports_without_matplotlib(tmp_path, monkeypatch):
+def test_reports_without_matplotlib(tmp_path, monkeypatch, capsys):
     import sys
+
+    from flexsk.plot import write_figures
 
     run_bench(make_config(**dict(TINY, repeats=1)), tmp_path, progress=False, log=None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    messages = []
-    written = bench.write_reports(tmp_path, log=messages.append)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    written = bench.write_reports(tmp_path, log=None)
     assert {p.name for p in written} == {"table3.md", "retrieval.md", "selection.md"}
-    assert any('pip install "flexsk[plot]"' in str(m) for m in messages)
+    with pytest.raises(ImportError, match=re.escape('pip install "flexsk[plot]"')):
+        write_figures(tmp_path, log=None)
+    # The command line writes the tables and says how to get the figures.
+    for p in written:
+        p.unlink()
+    assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 0
+    assert 'Figures skipped: they need matplotlib (pip install "flexsk[plot]")' in \
+        capsys.readouterr().out
+    assert {p.name for p in tmp_path.glob("*.md")} == {"table3.md", "retrieval.md",
+                                                       "selection.md"}
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_write_figures(tiny_run, tmp_path):
+    from flexsk.plot import write_figures
+
+    (tmp_path / "results.csv").write_bytes((tiny_run / "results.csv").read_bytes())
+    written = write_figures(tmp_path, log=None)
+    assert sorted(p.name for p in written) == ["fig1_conv4.png", "fig2_conv4.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    (tmp_path / "results.csv").write_text((tiny_run / "results.csv").read_text()
+                                          .splitlines()[0] + "\n")
+    with pytest.raises(bench.BenchError, match="no finished runs"):
+        write_figures(tmp_path, log=None)
 
 
 def test_map_at_10_is_tuned_target_against_pretrained_source(tiny_run):
@@ -388,7 +414,8 @@ def test_default_grid_leaves_the_estimator_defaults(tmp_path, monkeypatch):
 
 
 def test_results_made_with_explicit_settings_stay_readable(tmp_path):
-    stored = json.loads(open("docs/_static/bench/config.json").read())
+    # the full grid's config.json as the bench wrote it before its defaults changed
+    stored = json.loads((Path(__file__).parent / "data" / "bench_config_v1.json").read_text())
     assert (stored["max_epochs"], stored["patience"]) == (100, 10)
     assert "max_epochs=100, patience=10, image_size=16" in bench.describe_config(stored)
     # Resuming them needs their settings: the new defaults are another grid.

@@ -26,16 +26,17 @@ with other settings refuses to append to it. One process at a time writes a
 directory: a second ``flexsk bench`` on it is refused.
 
 :func:`write_reports` turns the CSV into the paper's tables (Table 3: mean
-test accuracy per shift and ratio, Table 4: retrieval mAP@10) and figures
-(Figure 1: per-unit validation and test accuracy; Figure 2: which unit each
-method picks), drawn by :mod:`flexsk.plot`.
+test accuracy per shift and ratio, Table 4: retrieval mAP@10) and a report on
+the selection; :func:`flexsk.plot.write_figures` draws its figures (Figure 1:
+per-unit validation and test accuracy; Figure 2: which unit each method
+picks). ``flexsk bench`` writes both.
 
 The package has one module per job, each importing only those before it:
 ``_config`` (the grid and ``config.json``), ``_results`` (the results
 directory: the CSV's columns, reader and writer), ``_runner`` (the locked,
 resumable runner), ``_tables`` (the markdown tables) and ``_reports`` (the
-report files, with the figures of :mod:`flexsk.plot`). The command line is
-:mod:`flexsk.cli`.
+report files). Nothing here imports :mod:`flexsk.plot`, which reads results
+through this package, or the command line, :mod:`flexsk.cli`.
 """
 
 from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # noqa: F401
@@ -71,6 +72,7 @@ __all__ = [
     "plan_runs",
     "run_bench",
     "read_results",
+    "parse_row",
     "key_name",
     "best_key",
     "mean_accuracies",
@@ -88,4 +90,5 @@ __all__ = [
     "agreement_markdown",
     "refit_markdown",
     "write_reports",
+    "MATPLOTLIB_HINT",
 ]

@@ -1,4 +1,4 @@
-"""The reports of a results directory: the markdown tables and the paper-style figures."""
+"""The reports of a results directory: the markdown tables."""
 
 import os
 from pathlib import Path
@@ -10,7 +10,7 @@ from ._config import BenchError, describe_config, read_config
 from ._results import CONFIG_JSON, RESULTS_CSV, read_results
 from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
                       mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
-                      retrieval_markdown, scenario_of, selection_markdown, summary_line,
+                      retrieval_markdown, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
 
 __all__ = ["MATPLOTLIB_HINT", "write_reports"]
@@ -27,23 +27,20 @@ def _silent(*args, **kwargs):
     prefer_skip_nested_validation=True,
 )
 def write_reports(output, *, log=print):
-    """Write the tables (markdown) and figures (PNG) of the results in ``output``.
+    """Write the tables (markdown) of the results in ``output``.
 
     Files: ``table3.md`` (Table 3 style tables, the win-count summary and the
     mean accuracy per strategy), ``retrieval.md`` (Table 4 style),
     ``selection.md`` (flex's selection regret under the ranking rule and the
     former one, the seed-to-seed agreement of picks, refit's gain; for
-    results that record refits),
-    ``fig1_<net>.png`` (per-unit validation and test accuracy, Figure 1
-    style) and ``fig2_<net>.png`` (selection heat map, Figure 2 style), each
-    written all at once. Figures need matplotlib (drawn with the
-    non-interactive ``"Agg"`` backend, which this function selects); without
-    it the tables are still written and the install command is printed.
+    results that record refits), each written all at once. The figures
+    (Figures 1 and 2 of the paper) are :func:`flexsk.plot.write_figures`'s;
+    ``flexsk bench`` writes both.
 
     Parameters
     ----------
     output : str or path-like
-        The directory of ``results.csv`` (and ``config.json``); the reports
+        The directory of ``results.csv`` (and ``config.json``); the tables
         are written next to it.
     log : callable or None, default=print
         Called with the summary lines; None is silent.
@@ -60,8 +57,9 @@ def write_reports(output, *, log=print):
 
     Examples
     --------
-    The reports of the committed results, regenerated without training (as
-    ``flexsk bench --report-only --output docs/_static/bench`` does):
+    The tables of the committed results, regenerated without training (as
+    ``flexsk bench --report-only --output docs/_static/bench`` does, with the
+    figures):
 
     >>> from flexsk.bench import write_reports
     >>> paths = write_reports("docs/_static/bench", log=None)  # doctest: +SKIP
@@ -113,46 +111,17 @@ def write_reports(output, *, log=print):
             "\n\n" + regret_markdown(rows)
             + "\n## Seed-to-seed agreement of the pick\n\nOver pairs of repeats of a "
             "scenario (other training subsets and seeds).\n\n" + agreement_markdown(rows)
-            + "\n## Refit\n\nMean test accuracy of the selection run's pick → of the "
-            "returned model, refitted on the training and validation data (gain in points)."
+            + "\n## Refit\n\nMean test accuracy over runs of the selection run's pick → of "
+            "the returned model, refitted on the training and validation data (gain in "
+            "points)."
             "\n\n" + refit_markdown(rows))
         written.append(_write_text(output / "selection.md", selection))
     log(summary_line(rows))
     log(mean_accuracy_markdown(rows))
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log(f"Figures skipped: they need matplotlib ({MATPLOTLIB_HINT}).")
-        return written
-    # Imported here, not at the top: flexsk.plot reads results through this
-    # package, which must be importable without it.
-    from .. import plot
-
-    for net in dict.fromkeys(r["net"] for r in rows):
-        if any(r["net"] == net and r["strategy"] == "flex" for r in rows):
-            fig = plot.unit_scores_figure(rows, net=net)
-            written.append(_save(fig, output / f"fig1_{net}.png"))
-            plt.close(fig)
-        n_scenarios = len({scenario_of(r) for r in rows if r["net"] == net})
-        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * n_scenarios), layout="constrained")
-        plot.plot_selection_heatmap(rows, net=net, ax=ax)
-        written.append(_save(fig, output / f"fig2_{net}.png"))
-        plt.close(fig)
-    log("Wrote " + ", ".join(str(p) for p in written))
     return written
 
 
 def _write_text(path, text):
     with atomic_write(path, text=True) as f:
         f.write(text)
-    return path
-
-
-def _save(fig, path):
-    with atomic_write(path) as f:
-        fig.savefig(f, dpi=110, format="png")
     return path

@@ -118,7 +118,26 @@ def _parse_value(column, value):
 
 
 def parse_row(row):
-    """A results row with typed values (ints, floats, decoded JSON); idempotent."""
+    """A results row with typed values (ints, floats, decoded JSON); idempotent.
+
+    Parameters
+    ----------
+    row : dict
+        One row of ``results.csv`` as :class:`csv.DictReader` gives it (strings),
+        or a row already parsed.
+
+    Returns
+    -------
+    dict
+        The same keys; numbers as ``int`` or ``float``, the JSON columns
+        (``units``, ``validation_scores``, ...) decoded, empty cells as None.
+
+    Examples
+    --------
+    >>> from flexsk.bench import parse_row
+    >>> parse_row({"net": "conv4", "ratio": "2", "units": '["conv1", "fc2"]'})
+    {'net': 'conv4', 'ratio': 2, 'units': ['conv1', 'fc2']}
+    """
     return {k: _parse_value(k, v) for k, v in row.items()}
 
 

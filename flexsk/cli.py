@@ -12,8 +12,8 @@ from pathlib import Path
 
 from . import __version__
 from ._demo import run_demo
-from .bench import (DEFAULT_OUTPUT, DEFAULTS, MATPLOTLIB_HINT, QUICK_OUTPUT, RESULTS_CSV,
-                    STRATEGIES, BenchError, make_config, run_bench, write_reports)
+from .bench import (DEFAULT_OUTPUT, DEFAULTS, QUICK_OUTPUT, RESULTS_CSV, STRATEGIES,
+                    BenchError, make_config, run_bench, write_reports)
 from .datasets import COLOUR_SHIFTS, SHIFTS, SPLIT_SIZES
 from .plot import write_figures
 from .zoo import ARCHS
@@ -169,8 +169,8 @@ def bench(args):
         write_reports(output)
         try:
             write_figures(output)
-        except ImportError:
-            print(f"Figures skipped: they need matplotlib ({MATPLOTLIB_HINT}).")
+        except ImportError as exc:  # matplotlib is optional; the message says how to get it
+            print(f"Figures skipped: {exc}")
     except (BenchError, OSError) as exc:
         print(f"flexsk bench: error: {exc}", file=sys.stderr)
         return 2

@@ -332,7 +332,7 @@ def test_reports_without_matplotlib(tmp_path, monkeypatch, capsys):
     for p in written:
         p.unlink()
     assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 0
-    assert 'Figures skipped: they need matplotlib (pip install "flexsk[plot]")' in \
+    assert 'Figures skipped: flexsk.plot needs matplotlib: pip install "flexsk[plot]"' in \
         capsys.readouterr().out
     assert {p.name for p in tmp_path.glob("*.md")} == {"table3.md", "retrieval.md",
                                                        "selection.md"}

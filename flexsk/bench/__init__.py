@@ -43,7 +43,7 @@ from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # 
                       BENCH_VERSION, DEFAULT_OUTPUT, DEFAULTS, LABELS, MAP_K, QUICK,
                       QUICK_OUTPUT, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, describe_config,
                       n_channels_of, plan_runs)
-from ._reports import MATPLOTLIB_HINT, write_reports  # noqa: F401
+from ._reports import write_reports
 from .._text import key_name
 from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
@@ -90,5 +90,4 @@ __all__ = [
     "agreement_markdown",
     "refit_markdown",
     "write_reports",
-    "MATPLOTLIB_HINT",
 ]

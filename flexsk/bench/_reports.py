@@ -13,9 +13,7 @@ from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
                       retrieval_markdown, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
 
-__all__ = ["MATPLOTLIB_HINT", "write_reports"]
-
-MATPLOTLIB_HINT = 'pip install "flexsk[plot]"'
+__all__ = ["write_reports"]
 
 
 def _silent(*args, **kwargs):

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["Labels", "is_dataset", "loader_kwargs", "read_dataset", "dataset_inputs",
-           "dataset_labels", "check_tensor", "as_numpy", "stratified_split",
+           "dataset_labels", "concat_labels", "check_tensor", "as_numpy", "stratified_split",
            "LOADER_SETTINGS_WE_SET"]
 
 #: DataLoader arguments that FlexTuner sets itself: batching and order.
@@ -75,9 +75,9 @@ def read_dataset(dataset, kwargs, batch_size, name):
         if y is None:
             labels = None
             break
-        labels.append(as_numpy(y) if torch.is_tensor(y) else np.asarray(y))
+        labels.append(y)
     if labels is not None:
-        labels = np.concatenate([np.atleast_1d(y) for y in labels])
+        labels = concat_labels(labels)
         if len(labels) != n_items:
             raise ValueError(f"{name} yielded {len(labels)} labels for {n_items} items.")
     return first, labels
@@ -90,6 +90,11 @@ def dataset_inputs(batch, name):
 
 def dataset_labels(batch):
     return _split_item(batch)[1]
+
+
+def concat_labels(batches):
+    """The labels of collated batches (tensors, arrays or lists), as one array."""
+    return np.concatenate([np.atleast_1d(np.asarray(as_numpy(y))) for y in batches])
 
 
 def _check_inputs(inputs, name):

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Subset
 
 from . import _surgery, adapters
 from ._exceptions import SelectionWarning
-from ._inputs import (Labels, as_numpy, check_tensor, dataset_inputs, dataset_labels,
-                      is_dataset, loader_kwargs, read_dataset, stratified_split)
+from ._inputs import (Labels, as_numpy, check_tensor, concat_labels, dataset_inputs,
+                      dataset_labels, is_dataset, loader_kwargs, read_dataset, stratified_split)
 from ._network import (device_of, expected_input, first_output, loss_of, net_like,
                        outputs_probabilities, pretrained_module)
 from ._locks import forward_pass
@@ -408,7 +408,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         def samples(X, targets, kwargs):
             encoded = torch.as_tensor(targets, dtype=torch.long, device=device)
             if is_dataset(X):
-                return DatasetSamples(X, encoded, kwargs, lambda x: self._tensor(x, device))
+                return DatasetSamples([(X, kwargs)], encoded,
+                                      lambda x: self._tensor(x, device))
             return Samples(self._tensor(X, device), encoded)
 
         if X_val is None:
@@ -668,7 +669,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         X may be a Dataset of ``x`` or ``(x, y)`` items; ``labels``, a list,
         then receives the labels of the batches read.
         """
-        device = device_of(getattr(self, "net_", self.base_net))
+        net = getattr(self, "net_", self.base_net)
+        device = device_of(net)
         batch_size = getattr(self, "_eval_batch_size", None) or _READ_BATCH_SIZE
         module.eval()
         results = []
@@ -676,7 +678,6 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
                     else contextlib.nullcontext())
         if is_dataset(X):
-            net = getattr(self, "net_", self.base_net)
             if len(X) == 0:
                 raise ValueError("X is an empty Dataset: there is nothing to predict.")
             batches = DataLoader(X, batch_size=batch_size, shuffle=False,
@@ -790,8 +791,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         if read is not None:
             if any(labels is None for labels in read):
                 raise ValueError("X is a Dataset that yields inputs only: pass y.")
-            y = np.concatenate([np.atleast_1d(as_numpy(labels) if torch.is_tensor(labels)
-                                              else np.asarray(labels)) for labels in read])
+            y = concat_labels(read)
         elif y is None:
             raise ValueError(f"{type(self).__name__}.score needs y (or X as a Dataset of "
                              f"(x, y) pairs).")

@@ -50,7 +50,8 @@ class Samples:
 
     def concat(self, other):
         if isinstance(other, DatasetSamples):
-            return other.prepended(self)
+            return DatasetSamples(self.as_parts() + other.as_parts(),
+                                  torch.cat([self.y, other.y]), other.to_device)
         return Samples(torch.cat([self.X, other.X]), torch.cat([self.y, other.y]))
 
     def as_parts(self):
@@ -75,17 +76,18 @@ class DatasetSamples:
 
     Parameters
     ----------
-    dataset : Dataset
+    parts : list of (Dataset, dict)
+        Each Dataset with its DataLoader settings other than batching and
+        order; one part for a single Dataset.
     y : torch.Tensor
-        Encoded labels, one per item, on the training device.
-    loader_kwargs : dict
-        DataLoader settings other than batching and order.
+        Encoded labels, one per item of the parts in turn, on the training
+        device.
     to_device : callable
         Turns a batch's inputs into a float32 tensor on the training device.
     """
 
-    def __init__(self, dataset, y, loader_kwargs, to_device, *, parts=None):
-        self.parts = parts if parts is not None else [(dataset, loader_kwargs)]
+    def __init__(self, parts, y, to_device):
+        self.parts = list(parts)
         self.y = y
         self.to_device = to_device
 
@@ -141,7 +143,7 @@ class DatasetSamples:
                                   for idx in batches(len(self), batch_size)])
 
     def eval_batches(self, batch_size):
-        yield from self._batches([list(range(len(self)))[idx]
+        yield from self._batches([list(range(len(self))[idx])
                                   for idx in batches(len(self), batch_size)])
 
     def probe(self, n=2):
@@ -170,19 +172,14 @@ class DatasetSamples:
                               kwargs))
                 positions += mine
         y = self.y[torch.as_tensor(positions, dtype=torch.long, device=self.y.device)]
-        return DatasetSamples(None, y, None, self.to_device, parts=parts)
+        return DatasetSamples(parts, y, self.to_device)
 
     def as_parts(self):
         return list(self.parts)
 
     def concat(self, other):
-        return DatasetSamples(None, torch.cat([self.y, other.y]), None, self.to_device,
-                              parts=self.as_parts() + other.as_parts())
-
-    def prepended(self, other):
-        """``other`` (tensor samples) followed by these samples."""
-        return DatasetSamples(None, torch.cat([other.y, self.y]), None, self.to_device,
-                              parts=other.as_parts() + self.as_parts())
+        return DatasetSamples(self.as_parts() + other.as_parts(),
+                              torch.cat([self.y, other.y]), self.to_device)
 
 
 @dataclass

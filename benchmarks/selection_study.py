@@ -48,7 +48,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._training import Evaluation, FineTuning, Samples
+from flexsk._training import LOSS_RTOL, Evaluation
 from flexsk.datasets import load_digits_source, make_digits_shift, subsample_per_class
 from flexsk.zoo import load_source_net
 
@@ -175,7 +175,7 @@ def unseen_scenario(shift, seed):
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def bench_scenarios():
+def bench_scenarios(grid=((2, 2), (10, 1), (40, 1)), name="bench"):
     from flexsk.datasets import SHIFTS
 
     for shift in SHIFTS:
@@ -188,10 +188,10 @@ def bench_scenarios():
         test = np.flatnonzero(bunch.split == "test")
         for net_name in ("conv4", "conv7"):
             net = load_source_net(net_name, n_channels=n_channels, image_size=IMAGE_SIZE)
-            for ratio, repeats in ((2, 2), (10, 1), (40, 1)):
+            for ratio, repeats in grid:
                 for repeat in range(repeats):
                     train = pool[subsample_per_class(y[pool], ratio, random_state=repeat)]
-                    yield (dict(set="bench", net=net_name, shift=shift, ratio=ratio,
+                    yield (dict(set=name, net=net_name, shift=shift, ratio=ratio,
                                 repeat=repeat), net, (X[train], y[train]),
                            (X[val], y[val]), (X[test], y[test]))
 
@@ -206,45 +206,46 @@ def unseen_scenarios():
                        net, (X, y), None, (X_test, y_test))
 
 
-SCENARIOS = {"bench": bench_scenarios, "unseen": unseen_scenarios}
+def long_scenarios():
+    """The bench's small sets (2 and 10 images per class, one repeat), recorded for
+    LONG_STEPS optimizer steps: how long runs on tiny sets need (``max_epochs="auto"``)."""
+    return bench_scenarios(grid=((2, 1), (10, 1)), name="long")
+
+
+SCENARIOS = {"bench": bench_scenarios, "unseen": unseen_scenarios, "long": long_scenarios}
+#: Steps recorded by ``record long`` (at least MAX_EPOCHS epochs).
+LONG_STEPS = 800
+
+
+def record_epochs(which, n_train, batch_size=32):
+    """Epochs a recorded run lasts: MAX_EPOCHS, and for ``long`` at least LONG_STEPS steps."""
+    if which != "long":
+        return MAX_EPOCHS
+    return max(MAX_EPOCHS, math.ceil(LONG_STEPS / math.ceil(n_train / batch_size)))
 
 
 # -- recording -------------------------------------------------------------------------------
 
 
 class _Recorder:
-    """Sets a monitor on every FineTuning made while it is active: test accuracy per epoch."""
+    """FlexTuner's ``on_epoch``: the test accuracy of every run at every epoch."""
 
     def __init__(self, X_test, y_test):
-        self.X_test, self.y_test = X_test, y_test
+        self.X_test = torch.as_tensor(X_test)
+        self.y_test = torch.as_tensor(y_test)
         self.rows = []
         self.steps = {}
 
-    def __enter__(self):
-        recorder = self
-        self.original = original = FineTuning.__init__
-
-        def init(ft, *args, **kwargs):
-            original(ft, *args, **kwargs)
-            if ft.data.val is None:
-                return
-            classes = ft.data.classes.cpu().numpy()
-            encoded = np.searchsorted(classes, recorder.y_test)
-            test = Samples(torch.as_tensor(recorder.X_test), torch.as_tensor(encoded))
-
-            def monitor(key, epoch, module, val):
-                accuracy = ft.evaluate(module, test).accuracy
-                recorder.rows.append((key, epoch, val.accuracy, val.loss, accuracy))
-                recorder.steps[key] = math.ceil(len(ft.data.train) /
-                                                ft.optimization.batch_size)
-
-            ft.monitor = monitor
-
-        FineTuning.__init__ = init
-        return self
-
-    def __exit__(self, *exc):
-        FineTuning.__init__ = self.original
+    def __call__(self, record):
+        if record.refit:
+            return
+        with torch.no_grad():
+            predicted = record.module(self.X_test).argmax(1)  # every class is a target class
+        accuracy = float((predicted == self.y_test).float().mean())
+        self.rows.append((record.candidate, record.epoch, record.val_accuracy, record.val_loss,
+                          accuracy))
+        if record.epoch == 1:
+            self.steps[record.candidate] = record.n_steps
 
 
 def _trajectories(which):
@@ -253,12 +254,12 @@ def _trajectories(which):
     return path if path.exists() else path.with_suffix(".csv.gz")
 
 
-def record(which):
+def record(which, shifts=None, part=None):
     torch.set_num_threads(1)
-    path = HERE / f"selection-study-{which}.csv"
-    if _trajectories(which) != path and _trajectories(which).exists():
-        sys.exit(f"{_trajectories(which)} holds earlier runs: gunzip it to resume, or move it "
-                 f"away to record anew.")
+    path = HERE / f"selection-study-{which}{'-' + part if part else ''}.csv"
+    if path.with_suffix(".csv.gz").exists():
+        sys.exit(f"{path.with_suffix('.csv.gz')} holds earlier runs: gunzip it to resume, or "
+                 f"move it away to record anew.")
     done = set()
     if path.exists():
         with open(path, newline="") as f:
@@ -272,15 +273,16 @@ def record(which):
         for scenario, net, (X, y), val, (X_test, y_test) in SCENARIOS[which]():
             key = (scenario["net"], scenario["shift"], str(scenario["ratio"]),
                    str(scenario["repeat"]))
-            if key in done:
+            if key in done or (shifts and scenario["shift"] not in shifts):
                 continue
-            tuner = FlexTuner(net, strategy="flex", max_epochs=MAX_EPOCHS, patience=None,
-                              refit=False, random_state=scenario["repeat"])
-            with _Recorder(X_test, y_test) as recorder:
-                if val is None:
-                    tuner.fit(X, y)
-                else:
-                    tuner.fit(X, y, X_val=val[0], y_val=val[1])
+            recorder = _Recorder(X_test, y_test)
+            tuner = FlexTuner(net, strategy="flex", max_epochs=record_epochs(which, len(y)),
+                              patience=None, refit=False, random_state=scenario["repeat"],
+                              on_epoch=recorder)
+            if val is None:
+                tuner.fit(X, y)
+            else:
+                tuner.fit(X, y, X_val=val[0], y_val=val[1])
             order = tuner.units_ + ["all"]
             for k, epoch, val_accuracy, val_loss, test_accuracy in recorder.rows:
                 writer.writerow(dict(scenario, key=k, position=order.index(k),
@@ -310,21 +312,33 @@ def load(which):
     return runs
 
 
-def stop(history, patience, use_loss):
-    """The epoch an early-stopping rule keeps, replayed on a validation history."""
-    best_epoch = 0
+def stop(history, patience, use_loss, loss_progress=False, keep="rank"):
+    """The epoch an early-stopping rule keeps, replayed on a validation history.
+
+    ``loss_progress``: a new minimum of the validation loss also resets
+    patience (FlexTuner's rule since version 0.3). ``keep``: which epoch the
+    run returns, the best under the ranking rule (``"rank"``) or the lowest
+    validation loss (``"loss"``).
+    """
+    best_epoch = last_progress = 0
     best = Evaluation(*history[0][:2])
+    lowest, lowest_epoch = best.loss, 0
     for epoch in range(1, len(history)):
         now = Evaluation(*history[epoch][:2])
         if use_loss:
             better = now.improves_on(best)
         else:
             better = now.accuracy > best.accuracy
+        lower = now.finite and now.loss < lowest - LOSS_RTOL * abs(lowest)
         if better:
             best, best_epoch = now, epoch
-        elif patience is not None and epoch - best_epoch >= patience:
+        if lower:
+            lowest, lowest_epoch = now.loss, epoch
+        if better or (loss_progress and lower):
+            last_progress = epoch
+        elif patience is not None and epoch - last_progress >= patience:
             break
-    return best_epoch
+    return (best_epoch if keep == "rank" else lowest_epoch), epoch
 
 
 RULES = OrderedDict([
@@ -336,22 +350,31 @@ RULES = OrderedDict([
     ("accuracy, loss; patience 5 epochs, >= 10 steps", (5, 10, True)),
     ("accuracy, loss; patience 5 epochs, >= 20 steps", (5, 20, True)),
     ("accuracy, loss; patience 5 epochs, >= 30 steps", (5, 30, True)),
-    ("accuracy, loss; patience 5 epochs, >= 40 steps", (5, 40, True)),
+    ("accuracy, loss; patience 5 epochs, >= 40 steps (0.2 default)", (5, 40, True)),
     ("accuracy, loss; patience 5 epochs, >= 50 steps", (5, 50, True)),
     ("accuracy, loss; patience 5 epochs, >= 80 steps", (5, 80, True)),
     ("accuracy, loss; patience 10 epochs, >= 30 steps", (10, 30, True)),
     ("accuracy, loss; no early stopping", (None, 0, True)),
+    # patience also reset by a new validation-loss minimum (0.3)
+    ("progress in either; patience 5 epochs, >= 20 steps", (5, 20, True, True)),
+    ("progress in either; patience 5 epochs, >= 40 steps (0.3 default)", (5, 40, True, True)),
+    ("progress in either; patience 5 epochs, >= 80 steps", (5, 80, True, True)),
+    ("progress in either; patience 10 epochs, >= 40 steps", (10, 40, True, True)),
+    ("progress in either, keep lowest loss; patience 5 epochs, >= 40 steps",
+     (5, 40, True, True, "loss")),
 ])
 
 
-def replay(scenario_runs, rule):
+def replay(scenario_runs, rule, max_epochs=None):
     """Picks and test accuracies of flex, ft-all and ft-fc (1) under ``rule``."""
-    patience, floor, use_loss = rule
+    patience, floor, use_loss, *more = rule
     kept = {}
     for key, (position, steps, history) in scenario_runs.items():
         p = None if patience is None else max(patience, math.ceil(floor / steps))
-        epoch = stop(history, p, use_loss)
-        kept[key] = (position, history[epoch], epoch)
+        if max_epochs is not None:
+            history = history[:max_epochs(steps) + 1]
+        epoch, last = stop(history, p, use_loss, *more)
+        kept[key] = (position, history[epoch], epoch, last * steps)
     if use_loss:
         order = sorted(kept, key=lambda k: (-kept[k][1][0], kept[k][1][1], kept[k][0]))
     else:
@@ -360,13 +383,21 @@ def replay(scenario_runs, rule):
     last_unit = max((k for k in kept if k != "all"), key=lambda k: kept[k][0])
     tests = {k: v[1][2] for k, v in kept.items()}
     return dict(pick=pick, flex=tests[pick], ft_all=tests["all"], ft_fc=tests[last_unit],
-                best=max(tests.values()), epochs={k: v[2] for k, v in kept.items()})
+                best=max(tests.values()), epochs={k: v[2] for k, v in kept.items()},
+                steps=sum(v[3] for v in kept.values()),
+                below_chance=sum(v[1][2] < 0.1 for v in kept.values()),
+                loss_ratio=max(v[1][1] / history_start(scenario_runs[k]) for k, v in kept.items()))
 
 
-def summarize(runs, rule):
+def history_start(run):
+    """The validation loss of a recorded run's starting weights."""
+    return run[2][0][1]
+
+
+def summarize(runs, rule, max_epochs=None):
     by_scenario = defaultdict(list)
     for (net, shift, ratio, repeat), scenario_runs in runs.items():
-        by_scenario[(net, shift, ratio)].append(replay(scenario_runs, rule))
+        by_scenario[(net, shift, ratio)].append(replay(scenario_runs, rule, max_epochs))
     rows = []
     for key, results in by_scenario.items():
         mean = {m: np.mean([r[m] for r in results]) for m in ("flex", "ft_all", "ft_fc", "best")}
@@ -376,11 +407,24 @@ def summarize(runs, rule):
     ft_fc = np.array([r["ft_fc"] for r in rows])
     regret_runs = [r["best"] - r["flex"] for rs in by_scenario.values() for r in rs]
     baseline = np.maximum(ft_all, ft_fc)
+    every = [r for rs in by_scenario.values() for r in rs]
     return dict(n=len(rows), flex=flex.mean(), ft_all=ft_all.mean(), ft_fc=ft_fc.mean(),
+                steps=int(np.sum([r["steps"] for r in every])),
+                below_chance=int(np.sum([r["below_chance"] for r in every])),
+                loss_ratio=float(np.max([r["loss_ratio"] for r in every])),
                 regret=100 * np.mean(regret_runs),
                 regret_over_1=int(np.sum(np.array(regret_runs) > 0.01)),
                 n_runs=len(regret_runs),
                 within_1=int(np.sum(flex >= baseline - 0.01)))
+
+
+BUDGET_RULES = OrderedDict([
+    ("progress in either; patience 5 epochs, >= 40 steps (0.3 default)", (5, 40, True, True)),
+    ("accuracy, loss; patience 5 epochs, >= 40 steps (0.2 default)", (5, 40, True)),
+    ("accuracy, loss; no early stopping", (None, 0, True)),
+])
+#: ``max_epochs="auto"`` candidates: at least 100 epochs and at least this many steps.
+BUDGET_STEPS = (100, 200, 400, 800)
 
 
 def analyze():
@@ -388,24 +432,48 @@ def analyze():
              "From `python benchmarks/selection_study.py analyze` on the recorded "
              "trajectories. Regret: test accuracy of the best of flex's candidates in "
              "hindsight minus the picked one's, in points, per run. Within 1: scenarios "
-             "where flex's mean is within 1 point of max(ft-all, ft-fc (1)).", ""]
+             "where flex's mean is within 1 point of max(ft-all, ft-fc (1)). Below chance: "
+             "candidates (of all runs) whose kept epoch tests below 0.1. Steps: optimizer "
+             "steps of every candidate until its run stops, summed.", ""]
     for which in ("bench", "unseen"):
         if not _trajectories(which).exists():
             continue
         runs = load(which)
-        lines += [f"## {which} ({len(runs)} runs)", "",
-                  "| rule | flex | ft-all | ft-fc (1) | regret | regret > 1 pt | within 1 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"## {which} ({len(runs)} runs)", "", _RULE_HEADER,
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, rule in RULES.items():
-            s = summarize(runs, rule)
-            lines.append(f"| {name} | {s['flex']:.3f} | {s['ft_all']:.3f} | {s['ft_fc']:.3f} "
-                         f"| {s['regret']:.2f} | {s['regret_over_1']}/{s['n_runs']} "
-                         f"| {s['within_1']}/{s['n']} |")
+            lines.append(_rule_row(name, summarize(runs, rule)))
+        lines.append("")
+    if _trajectories("long").exists():
+        runs = load("long")
+        lines += [f"## long: the step budget ({len(runs)} runs)", "",
+                  "The bench's 2 and 10 images per class (one repeat), recorded for 800 "
+                  "optimizer steps: each run replayed with at most max(100 epochs, S steps).",
+                  "", _RULE_HEADER.replace("| rule |", "| S | rule |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for steps in BUDGET_STEPS:
+            for name, rule in BUDGET_RULES.items():
+                summary = summarize(runs, rule, _budget(steps))
+                lines.append(f"| {steps} " + _rule_row(name, summary))
         lines.append("")
     lines += check_summary()
     text = "\n".join(lines)
     (HERE / "selection-study.md").write_text(text + "\n")
     print(text)
+
+
+_RULE_HEADER = ("| rule | flex | ft-all | ft-fc (1) | regret | regret > 1 pt | within 1 | "
+                "below chance | steps |")
+
+
+def _budget(steps):
+    return lambda steps_per_epoch: max(MAX_EPOCHS, math.ceil(steps / steps_per_epoch))
+
+
+def _rule_row(name, s):
+    return (f"| {name} | {s['flex']:.3f} | {s['ft_all']:.3f} | {s['ft_fc']:.3f} "
+            f"| {s['regret']:.2f} | {s['regret_over_1']}/{s['n_runs']} "
+            f"| {s['within_1']}/{s['n']} | {s['below_chance']} | {s['steps']} |")
 
 
 def _read_check(name):
@@ -533,7 +601,7 @@ def check(which, cv=None, strategies=None):
     the selection run's peak in optimizer steps and in epochs (both refits
     from the same selection run; the estimator's default is one of them).
     """
-    import flexsk._tuner as tuner_module
+    import flexsk._selection as selection_module
 
     torch.set_num_threads(1)
     suffix = "" if cv is None else f"-cv{cv}"
@@ -544,7 +612,7 @@ def check(which, cv=None, strategies=None):
             done = {(r["net"], r["shift"], r["ratio"], r["repeat"], r["strategy"])
                     for r in csv.DictReader(f)}
     new = not path.exists()
-    original_refit = tuner_module._refit
+    original_refit = selection_module.refit_pick
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, CHECK_COLUMNS)
         if new:
@@ -561,16 +629,16 @@ def check(which, cv=None, strategies=None):
                 refits = {}
 
                 def both_refits(ft, outcome):
-                    default = tuner_module.REFIT_LENGTH
+                    default = selection_module.REFIT_LENGTH
                     for length in ("steps", "epochs"):
-                        tuner_module.REFIT_LENGTH = length
+                        selection_module.REFIT_LENGTH = length
                         started = time.perf_counter()
                         model, epochs = original_refit(ft, outcome)
                         refits[length] = (model, epochs, time.perf_counter() - started)
-                    tuner_module.REFIT_LENGTH = default
+                    selection_module.REFIT_LENGTH = default
                     return refits[default][:2]
 
-                tuner_module._refit = both_refits
+                selection_module.refit_pick = both_refits
                 try:
                     tuner = FlexTuner(net, keep_candidates=True, cv=cv,
                                       random_state=scenario["repeat"], **params)
@@ -581,7 +649,7 @@ def check(which, cv=None, strategies=None):
                         tuner.fit(X, y, X_val=val[0], y_val=val[1])
                     seconds = time.perf_counter() - started
                 finally:
-                    tuner_module._refit = original_refit
+                    selection_module.refit_pick = original_refit
                 tests = tuner.score_candidates(X_test, y_test)
                 row = dict(net=scenario["net"], shift=scenario["shift"],
                            ratio=scenario["ratio"], repeat=scenario["repeat"], strategy=label,
@@ -591,7 +659,7 @@ def check(which, cv=None, strategies=None):
                            best_candidate_test=max(tests.values()),
                            selection_seconds=round(
                                seconds - sum(r[2] for r in refits.values()), 2),
-                           refit_seconds=round(refits[tuner_module.REFIT_LENGTH][2], 2),
+                           refit_seconds=round(refits[selection_module.REFIT_LENGTH][2], 2),
                            candidate_tests=json.dumps({"+".join(k) if isinstance(k, tuple)
                                                        else k: v for k, v in tests.items()}))
                 for length in ("steps", "epochs"):
@@ -607,11 +675,16 @@ def main(argv=None):
     parser.add_argument("command", choices=["record", "analyze", "check"])
     parser.add_argument("which", nargs="?", choices=sorted(SCENARIOS), default="bench")
     parser.add_argument("--cv", type=int, default=None, help="check: flex with cv folds")
+    parser.add_argument("--shifts", nargs="+", default=None,
+                        help="record, check: these shifts only")
+    parser.add_argument("--part", default=None,
+                        help="record, check: write selection-study-...-PART.csv (a process "
+                        "of several; concatenate the parts afterwards)")
     parser.add_argument("--strategies", nargs="+", default=None,
                         help="check: these of flex, fast, ft-all, ft-fc-1 only")
     args = parser.parse_args(argv)
     if args.command == "record":
-        record(args.which)
+        record(args.which, args.shifts, args.part)
     elif args.command == "check":
         check(args.which, args.cv, args.strategies)
     else:

@@ -6,8 +6,10 @@ needs, and choose it from the data (Royer & Lampert, WACV 2020).
 
 from ._exceptions import SelectionWarning
 from ._preview import UnitPreview, preview_units
+from ._training import EpochRecord
 from ._tuner import FlexTuner
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["FlexTuner", "SelectionWarning", "UnitPreview", "preview_units", "__version__"]
+__all__ = ["EpochRecord", "FlexTuner", "SelectionWarning", "UnitPreview", "preview_units",
+           "__version__"]

@@ -8,14 +8,15 @@ from tqdm.auto import tqdm
 
 from . import FlexTuner
 from ._text import format_table, key_name
-from .bench import LABELS, STRATEGIES
+from .bench import LABELS, REFERENCES, STRATEGIES
 from .datasets import make_digits_shift, train_val_test_split
 from .zoo import load_source_net
 
 __all__ = ["DEMO_STRATEGIES", "run_demo"]
 
 #: Strategies the demo compares: the bench's grid, as (table label, FlexTuner parameters).
-DEMO_STRATEGIES = [(LABELS[name], params) for name, params in STRATEGIES.items()]
+DEMO_STRATEGIES = [(LABELS[name], params) for name, params in STRATEGIES.items()
+                   if name not in REFERENCES]
 
 
 def run_demo(*, arch="conv7", shift="rotation", n_per_class=2, image_size=16,

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["Labels", "is_dataset", "loader_kwargs", "read_dataset", "dataset_inputs",
            "dataset_labels", "concat_labels", "check_tensor", "as_numpy", "stratified_split",
-           "LOADER_SETTINGS_WE_SET"]
+           "LOADER_SETTINGS_WE_SET", "dataset_read_error", "check_finite_items"]
 
 #: DataLoader arguments that FlexTuner sets itself: batching and order.
 LOADER_SETTINGS_WE_SET = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last",
@@ -50,6 +50,51 @@ def _split_item(batch):
     return batch, None
 
 
+def _root_index(dataset, i):
+    """The Dataset beneath any Subsets, and item ``i``'s index in it."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset, i = dataset.dataset, int(dataset.indices[i])
+    return dataset, i
+
+
+def _item_shape(item):
+    x = item[0] if isinstance(item, (tuple, list)) else item
+    return tuple(getattr(x, "shape", ()))
+
+
+def dataset_read_error(dataset, local, exc):
+    """A ValueError naming the Dataset item that a batch could not be read or
+    collated from: the first item that raises, else the first whose input's shape
+    differs from the batch's first."""
+    shapes = {}
+    for i in local:
+        root, index = _root_index(dataset, i)
+        try:
+            shapes[index] = _item_shape(dataset[i])
+        except Exception as item_exc:
+            return ValueError(f"Reading item {index} of the {type(root).__name__} raised "
+                              f"{type(item_exc).__name__}: {item_exc}")
+    first = next(iter(shapes.values()), None)
+    odd = next((index for index, shape in shapes.items() if shape != first), None)
+    if odd is not None:
+        return ValueError(
+            f"Item {odd} of the {type(_root_index(dataset, 0)[0]).__name__} has an input of "
+            f"shape {shapes[odd]}, unlike the others of its batch "
+            f"({first}, item {next(iter(shapes))}): every item must have the same shape.")
+    return ValueError(f"Reading a batch of items {sorted(shapes)} of the Dataset failed: "
+                      f"{type(exc).__name__}: {exc}")
+
+
+def check_finite_items(X, dataset, local):
+    """Refuse a batch holding NaN or infinity, naming the Dataset item."""
+    finite = torch.isfinite(X.reshape(len(X), -1)).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        root, index = _root_index(dataset, local[row])
+        raise ValueError(f"Item {index} of the {type(root).__name__} holds NaN or infinity; "
+                         f"inputs must be finite.")
+
+
 def read_dataset(dataset, kwargs, batch_size, name):
     """Read a Dataset once: its first inputs, and every label (None when it yields x only).
 
@@ -66,10 +111,17 @@ def read_dataset(dataset, kwargs, batch_size, name):
                          f"Dataset (with __len__ and __getitem__).") from None
     if n_items == 0:
         raise ValueError(f"{name} is an empty Dataset.")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    loader = iter(DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs))
     first, labels = None, []
-    for batch in loader:
+    for start in range(0, n_items, batch_size):
+        try:
+            batch = next(loader)
+        except Exception as exc:
+            raise dataset_read_error(dataset, range(start, min(start + batch_size, n_items)),
+                                     exc) from exc
         inputs, y = _split_item(batch)
+        if torch.is_tensor(inputs) and inputs.is_floating_point():
+            check_finite_items(inputs, dataset, range(start, start + len(inputs)))
         if first is None:
             first = _check_inputs(inputs, name)
         if y is None:

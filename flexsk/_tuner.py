@@ -10,27 +10,24 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
-from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (check_array, check_consistent_length,
                                       check_is_fitted, column_or_1d, validate_data)
 from skorch import NeuralNetClassifier
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from . import _surgery, adapters
-from ._exceptions import SelectionWarning
 from ._inputs import (Labels, as_numpy, check_tensor, concat_labels, dataset_inputs,
                       dataset_labels, is_dataset, loader_kwargs, read_dataset, stratified_split)
 from ._network import (device_of, expected_input, first_output, loss_of, net_like,
                        outputs_probabilities, pretrained_module)
 from ._locks import forward_pass
-from ._strategies import STRATEGIES
-from ._text import key_name
-from ._training import (CrossValidation, DatasetSamples, Evaluation, FineTuning, FoldModules,
-                        Optimization, Samples, Stopping, TargetData,
-                        gather, seed_for)
+from ._selection import select
+from ._strategies import STRATEGIES, Strategy
+from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
+                        gather, make_folds, samples_of, seed_for)
 from ._units import resolve_units
 
 __all__ = ["FlexTuner"]
@@ -48,10 +45,10 @@ _READ_BATCH_SIZE = 64
 AUTO_PATIENCE_EPOCHS = 5
 AUTO_PATIENCE_STEPS = 40
 
-#: Refit trains for the selection run's best number of epochs ("epochs", full passes
-#: over training and validation data) or of optimizer steps ("steps"). Epochs did better
-#: on both sets of benchmarks/selection_study.py (the user guide quotes the figures).
-REFIT_LENGTH = "epochs"
+#: ``max_epochs="auto"``: at least this many epochs, and at least this many optimizer
+#: steps, so that a few images per class (one step an epoch) still train long enough.
+AUTO_MAX_EPOCHS = 100
+AUTO_MAX_STEPS = 400
 
 
 class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -70,17 +67,22 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         The pretrained network: initialized or fitted, or holding an
         ``nn.Module`` instance. Never modified. Fine-tuning uses its
         optimizer (and ``optimizer__*``), criterion, batch size, learning
-        rate, device, iterator settings and declared ``classes``.
+        rate, device, iterator settings, declared ``classes``, and its
+        ``LRScheduler`` and ``GradientNormClipping`` callbacks, which apply
+        to every training run.
     units : "auto", "blocks", list or dict, default="auto"
         How the network splits into units: the top-level children that own
         parameters (``"auto"``), the blocks of block containers
         (``"blocks"``), a list of module names, or a dict of named groups of
         modules and parameters. See :ref:`units`.
     strategy : {"fast", "flex", "faster", "rgn", "halving", "ft-all", "ft-fc", \
-"ft-ss"}, default="fast"
+"ft-ss"}, Strategy or callable, default="fast"
         How the unit is chosen: the paper's Algorithms 1-3 (``"flex"``,
         ``"fast"``, ``"faster"``), two strategies beyond the paper
         (``"rgn"``, ``"halving"``) or a baseline. See :ref:`strategies`.
+        Your own: a schedule ``schedule(ctx) -> Outcome``, or a
+        :class:`flexsk.strategies.Strategy` that wraps one; see
+        :ref:`custom_strategies`.
     n_fc_units : int, default=1
         Number of last units that ``"ft-fc"`` tunes.
     max_units : int, default=1
@@ -101,10 +103,16 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     validation_fraction : float, default=0.2
         Fraction of each class held out for validation when ``fit`` gets no
         ``X_val``.
-    max_epochs : int, default=100
-        Most epochs of any one training run.
+    max_epochs : int or "auto", default="auto"
+        Most epochs of any one training run. ``"auto"``: 100 epochs, and
+        at least 400 optimizer steps, so that a few images per class (one
+        step an epoch) still train long enough. See :ref:`selection`.
     patience : int, "auto" or None, default="auto"
-        Epochs without improvement on validation after which a run stops.
+        Epochs without progress on validation after which a run stops.
+        Progress is a new best epoch (higher accuracy, or the same accuracy
+        and a lower loss) or a new minimum of the validation loss: a net
+        that starts confidently wrong lowers its loss long before its
+        accuracy moves. The run keeps its best epoch's weights.
         ``"auto"`` waits 5 epochs, and at least 40 optimizer steps, so that
         a few images per class still get enough steps. None never stops
         early. See :ref:`selection`.
@@ -143,6 +151,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         initialization.
     verbose : int, default=0
         1 shows a progress bar over training runs; 2 also prints each epoch.
+    on_epoch : callable or None, default=None
+        Called with a :class:`~flexsk.EpochRecord` at the start of every
+        training run (epoch 0) and after each of its epochs: the candidate,
+        the epoch, the training loss, the validation accuracy and loss. With
+        ``n_jobs``, runs in the worker processes. See :ref:`observing`.
 
     Attributes
     ----------
@@ -226,7 +239,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "base_net": [NeuralNetClassifier],
         "units": [StrOptions({"auto", "blocks"}), list, tuple, dict],
-        "strategy": [StrOptions(set(STRATEGIES))],
+        "strategy": [StrOptions(set(STRATEGIES)), Strategy, callable],
         "n_fc_units": [Interval(Integral, 1, None, closed="left")],
         "max_units": [Interval(Integral, 1, None, closed="left")],
         "pair_margin": [Interval(Real, 0, 1, closed="both")],
@@ -234,7 +247,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "halving_min_epochs": [Interval(Integral, 1, None, closed="left")],
         "pixel_adapter": [StrOptions({"color", "spatial", "unet", "auto"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "refit": ["boolean"],
         "cv": ["cv_object"],  # None included
@@ -249,17 +262,18 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "on_epoch": [callable, None],
     }
 
     def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
                  max_units=1, pair_margin=0.01, halving_factor=3, halving_min_epochs=3,
                  pixel_adapter=None,
-                 validation_fraction=0.2, max_epochs=100, patience="auto", refit=True, cv=None,
+                 validation_fraction=0.2, max_epochs="auto", patience="auto", refit=True, cv=None,
                  lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
                  activation_cache="auto", activation_cache_bytes=2 ** 30,
                  precision="float32", channels_last=False, n_jobs=None, random_state=None,
-                 verbose=0):
+                 verbose=0, on_epoch=None):
         self.base_net = base_net
         self.units = units
         self.strategy = strategy
@@ -285,6 +299,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.on_epoch = on_epoch
 
     # -- sklearn protocol ----------------------------------------------------------------
 
@@ -379,19 +394,59 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y, X_val, y_val):
         started = time.perf_counter()
-        if (X_val is None) != (y_val is None) and not is_dataset(X_val):
-            raise ValueError("Pass both X_val and y_val, or neither (or X_val as a Dataset of "
-                             "(x, y) pairs, with y_val=None).")
+        self._check_params(X_val, y_val)
         X, y, probe_rows = self._validate_training_data(X, y)
         base_seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
-        _warn_about_callbacks(self.base_net)
-
+        callbacks = _training_callbacks(self.base_net)
         device = device_of(self.base_net)
         pretrained = pretrained_module(self.base_net).to(device)
         if self.channels_last:
             pretrained = pretrained.to(memory_format=torch.channels_last)
         probe = self._tensor(probe_rows, device)
         n_outputs, per_sample_bytes = self._probe(pretrained, probe, base_seed)
+        outputs = self._encode_labels(y, n_outputs)
+        train, val = self._target_samples(X, outputs, X_val, y_val, device, base_seed)
+        units = resolve_units(pretrained, self.units, probe)
+        if self.pixel_adapter is not None:
+            pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
+                                                self._input_shape, seed_for(base_seed, "adapters"))
+        strategy, options = self._strategy_options(units)
+        eval_batch_size = _eval_batch_size(per_sample_bytes, self.batch_size or
+                                           self.base_net.batch_size)
+        folds = None if self.cv is None else make_folds(self.cv, train.concat(val),
+                                                        self.classes_)
+        n_runs = strategy.total_runs(len(units), **options)  # an upper bound; None: unknown
+        with _progress(self.verbose, n_runs and n_runs * len(folds or [0]) + self.refit,
+                       strategy.name) as progress:
+            settings = dict(progress=progress, log=_write if self.verbose >= 2 else None,
+                            on_epoch=self.on_epoch, cache=self.activation_cache,
+                            cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
+            net = net_like(self.base_net, pretrained)
+            classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
+
+            def context(train, val, seed):
+                optimization = self._optimization(net, len(train), eval_batch_size, callbacks)
+                return FineTuning(pretrained, units, TargetData(train, val, classes),
+                                  optimization, seed, **settings)
+
+            ctx = (context(train, val, base_seed) if folds is None
+                   else CrossValidation.over(folds, train.concat(val), context, base_seed))
+            result = select(ctx, strategy, options, refit=self.refit)
+        self._set_result(result, units, pretrained, eval_batch_size)
+        self.fit_time_ = time.perf_counter() - started
+        return self
+
+    def _check_params(self, X_val, y_val):
+        """Cross-parameter checks, before anything costly."""
+        if (X_val is None) != (y_val is None) and not is_dataset(X_val):
+            raise ValueError("Pass both X_val and y_val, or neither (or X_val as a Dataset of "
+                             "(x, y) pairs, with y_val=None).")
+        if self.cv is not None and not self.refit:
+            raise ValueError("cv scores each candidate on several folds, which gives no "
+                             "single selection-run model: it needs refit=True.")
+
+    def _encode_labels(self, y, n_outputs):
+        """The net's output index of each label; ``classes_`` and the label mapping."""
         labels = Labels(getattr(self.base_net, "classes", None), n_outputs)
         outputs = labels.outputs_of(y, "y")
         self._class_outputs = np.unique(outputs)
@@ -401,119 +456,51 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"The number of classes has to be greater than one; got 1 class "
                 f"({self.classes_.tolist()[0]!r}) in y. Selection needs at least two classes.")
-        targets = np.searchsorted(self._class_outputs, outputs)
-        train_kwargs = loader_kwargs(self.base_net, "iterator_train")
-        valid_kwargs = loader_kwargs(self.base_net, "iterator_valid")
+        return outputs
 
-        def samples(X, targets, kwargs):
-            encoded = torch.as_tensor(targets, dtype=torch.long, device=device)
-            if is_dataset(X):
-                return DatasetSamples([(X, kwargs)], encoded,
-                                      lambda x: self._tensor(x, device))
-            return Samples(self._tensor(X, device), encoded)
+    def _target_samples(self, X, outputs, X_val, y_val, device, base_seed):
+        """Training and validation samples: ``X_val``, or a stratified split of X."""
+        targets = np.searchsorted(self._class_outputs, outputs)
+        kwargs = {kind: loader_kwargs(self.base_net, f"iterator_{kind}")
+                  for kind in ("train", "valid")}
+
+        def to_device(x):
+            return self._tensor(x, device)
 
         if X_val is None:
             train_idx, val_idx = stratified_split(outputs, self.validation_fraction,
                                                   np.random.RandomState(base_seed))
-            if is_dataset(X):
-                train = samples(Subset(X, train_idx.tolist()), targets[train_idx], train_kwargs)
-                val = samples(Subset(X, val_idx.tolist()), targets[val_idx], valid_kwargs)
-            else:
-                train = samples(X[train_idx], targets[train_idx], train_kwargs)
-                val = samples(X[val_idx], targets[val_idx], valid_kwargs)
-        else:
-            X_val, val_targets = self._validate_validation_data(X_val, y_val)
-            train = samples(X, targets, train_kwargs)
-            val = samples(X_val, val_targets, valid_kwargs)
+            return (samples_of(X, targets, kwargs["train"], to_device, device, train_idx),
+                    samples_of(X, targets, kwargs["valid"], to_device, device, val_idx))
+        X_val, val_targets = self._validate_validation_data(X_val, y_val)
+        return (samples_of(X, targets, kwargs["train"], to_device, device),
+                samples_of(X_val, val_targets, kwargs["valid"], to_device, device))
 
-        net = net_like(self.base_net, pretrained)
-        units = resolve_units(pretrained, self.units, probe)
-        if self.pixel_adapter is not None:
-            pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
-                                                self._input_shape, seed_for(base_seed, "adapters"))
+    def _strategy_options(self, units):
+        """The strategy record and the options its schedule takes; unit options checked."""
         self._check_unit_options(units)
-        if len(units) == 1 and STRATEGIES[self.strategy].single_unit:
+        strategy = self._strategy_record()
+        if len(units) == 1 and strategy.single_unit:
             warnings.warn(
                 f"The network splits into a single unit ({units[0].name!r}), so selection "
                 f"has nothing to choose: that unit and 'all' train (nearly) the same "
                 f"parameters. Pass units='blocks' or a list of submodules "
-                f"(flexsk.preview_units shows the split).", UserWarning, stacklevel=4)
-        classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
-        eval_batch_size = _eval_batch_size(per_sample_bytes, self.batch_size or
-                                           self.base_net.batch_size)
-        strategy = STRATEGIES[self.strategy]
+                f"(flexsk.preview_units shows the split).", UserWarning, stacklevel=5)
         options = {name: getattr(self, name) for name in strategy.options}
         if strategy.single_unit:
             options.update(max_units=self.max_units, pair_margin=self.pair_margin)
-        folds = None
-        if self.cv is not None:
-            if not self.refit:
-                raise ValueError("cv scores each candidate on several folds, which gives no "
-                                 "single selection-run model: it needs refit=True.")
-            labelled = train.concat(val)
-            y_all = labelled.y.cpu().numpy()
-            folds = list(check_cv(self.cv, y_all, classifier=True).split(
-                np.zeros((len(y_all), 1)), y_all))
-            for i, (fold_train, fold_val) in enumerate(folds):
-                unseen = np.setdiff1d(y_all[fold_val], y_all[fold_train])
-                if unseen.size:
-                    raise ValueError(
-                        f"Fold {i} of cv validates on classes "
-                        f"{self.classes_[unseen].tolist()} that its training part lacks; "
-                        f"use a stratified splitter (an int cv is stratified).")
-        n_runs = strategy.total_runs(len(units), **options) * (len(folds) if folds else 1)
-        n_runs += 1 if self.refit else 0
-        with _progress(self.verbose, n_runs, self.strategy) as progress:
-            settings = dict(progress=progress, log=_write if self.verbose >= 2 else None,
-                            cache=self.activation_cache,
-                            cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
+        return strategy, options
 
-            def fine_tuning(train, val, seed):
-                return FineTuning(pretrained, units, TargetData(train, val, classes),
-                                  self._optimization(net, len(train), eval_batch_size), seed,
-                                  **settings)
-
-            if folds is None:
-                ft = fine_tuning(train, val, base_seed)
-            else:
-                ft = CrossValidation(
-                    [fine_tuning(labelled.subset(t), labelled.subset(v),
-                                 seed_for(base_seed, ("fold", i)))
-                     for i, (t, v) in enumerate(folds)],
-                    fine_tuning(labelled, None, base_seed))
-            optimization = ft.optimization
-            outcome = strategy(ft, **options)
-            _check_selection(ft, outcome, self.strategy, optimization.lr)
-            selected = outcome.model
-            model, refit_epochs = selected.module, None  # cv needs refit: see above
-            refit_started = time.perf_counter()
-            if self.refit:
-                model, refit_epochs = _refit(ft, outcome)
-            refit_time = time.perf_counter() - refit_started if self.refit else 0.0
-
-        self._units = units
-        self._pretrained = pretrained
+    def _set_result(self, result, units, pretrained, eval_batch_size):
+        """Every fitted attribute of the selection, at once."""
+        for name, value in result.attributes(self.keep_candidates).items():
+            setattr(self, name, value)
         self.units_ = [unit.name for unit in units]
-        self.selected_unit_ = outcome.selected
-        proxies = outcome.proxy_scores
-        self.proxy_scores_ = {k: _accuracy_of(v) for k, v in proxies.items()}
-        self.proxy_losses_ = {k: v.loss for k, v in proxies.items() if isinstance(v, Evaluation)}
-        self.validation_scores_ = {k: t.val_score for k, t in outcome.tuned.items()}
-        self.validation_losses_ = {k: t.val_loss for k, t in outcome.tuned.items()}
-        self.n_epochs_ = {k: t.n_epochs for k, t in outcome.tuned.items()}
-        self.best_epochs_ = {k: t.best_epoch for k, t in outcome.tuned.items()}
-        self.refit_epochs_ = refit_epochs
-        self.refit_time_ = refit_time
-        kept = outcome.tuned if self.keep_candidates else {outcome.selected: selected}
-        # with cv, a candidate's models are one per fold: the first fold's stands for it
-        self.candidates_ = {k: t.module[0] if isinstance(ft, CrossValidation) else t.module
-                            for k, t in kept.items()}
-        self.net_ = net_like(self.base_net, model)
+        self.net_ = net_like(self.base_net, result.model)
+        self._units, self._pretrained = units, pretrained
         self._eval_batch_size = eval_batch_size
-        self.fit_time_ = time.perf_counter() - started
-        return self
 
-    def _optimization(self, net, n_train, eval_batch_size):
+    def _optimization(self, net, n_train, eval_batch_size, callbacks=()):
         batch_size = self.batch_size or net.batch_size
         if batch_size is None or batch_size < 1:  # skorch: -1 is the whole set
             batch_size = n_train
@@ -523,25 +510,37 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         return Optimization(
             optimizer=net.optimizer, optimizer_kwargs=kwargs,
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
-            stopping=Stopping(self.max_epochs, _patience_epochs(self.patience, steps_per_epoch)),
+            stopping=Stopping(_max_epochs(self.max_epochs, steps_per_epoch),
+                              _patience_epochs(self.patience, steps_per_epoch)),
             get_loss=loss_of(net),
             probabilities=outputs_probabilities(net), eval_batch_size=eval_batch_size,
-            autocast_dtype=_AUTOCAST_DTYPES[self.precision])
+            autocast_dtype=_AUTOCAST_DTYPES[self.precision], callbacks=callbacks)
 
     def _check_unit_options(self, units):
         names = [unit.name for unit in units]
         if self.embedding_unit is not None and self.embedding_unit not in names:
             raise ValueError(f"embedding_unit={self.embedding_unit!r} is not a unit; "
                              f"units are {names}.")
-        if self.strategy == "ft-fc" and self.n_fc_units > len(units):
+        strategy = self._strategy_record()
+        if "n_fc_units" in strategy.options and self.n_fc_units > len(units):
             raise ValueError(f"n_fc_units={self.n_fc_units} exceeds the {len(units)} units "
                              f"{names}.")
-        if self.max_units > 1 and not STRATEGIES[self.strategy].single_unit:
+        if self.max_units > 1 and not strategy.single_unit:
             single = sorted(name for name, s in STRATEGIES.items() if s.single_unit)
             raise ValueError(
                 f"max_units={self.max_units} grows the single unit that a selection strategy "
-                f"picks ({', '.join(single)}); strategy={self.strategy!r} tunes a fixed "
-                f"selection. Use max_units=1 with it.")
+                f"picks ({', '.join(single)}, or a Strategy with single_unit=True); "
+                f"strategy={strategy.name!r} tunes a fixed selection. Use max_units=1 with "
+                f"it.")
+
+    def _strategy_record(self):
+        """The :class:`~flexsk.strategies.Strategy` that ``strategy`` names or gives."""
+        if isinstance(self.strategy, str):
+            return STRATEGIES[self.strategy]
+        if isinstance(self.strategy, Strategy):
+            return self.strategy
+        name = getattr(self.strategy, "__name__", type(self.strategy).__name__)
+        return Strategy(name, self.strategy)
 
     # -- input validation -------------------------------------------------------------------
 
@@ -916,17 +915,34 @@ def _eval_batch_size(per_sample_bytes, training_batch_size):
     return max(floor, int(EVAL_BATCH_BYTES // max(per_sample_bytes, 1)))
 
 
-def _warn_about_callbacks(net):
-    """One warning naming the base net's callbacks, which fine-tuning does not run."""
-    callbacks = getattr(net, "callbacks", None) or []
-    names = [c[0] if isinstance(c, tuple) else
-             (c.__name__ if isinstance(c, type) else type(c).__name__) for c in callbacks]
-    if names:
+def _training_callbacks(net):
+    """The base net's callbacks that every training run applies (LRScheduler,
+    GradientNormClipping); one warning names the others, which are not run."""
+    from skorch.callbacks import GradientNormClipping, LRScheduler
+
+    declared = getattr(net, "callbacks", None) or []
+    if isinstance(declared, str):  # skorch's "disable"
+        return ()
+    initialized = dict(getattr(net, "callbacks_", None) or [])
+    applied, ignored = [], []
+    for item in declared:
+        name, callback = item if isinstance(item, tuple) else (None, item)
+        if name is None:
+            name = callback.__name__ if isinstance(callback, type) else type(callback).__name__
+        callback = initialized.get(name, callback)  # with its callbacks__* settings
+        if isinstance(callback, type):
+            callback = callback()
+        if isinstance(callback, (LRScheduler, GradientNormClipping)):
+            applied.append(callback)
+        else:
+            ignored.append(name)
+    if ignored:
         warnings.warn(
-            f"FlexTuner trains with its own loop and does not run base_net's callbacks "
-            f"({', '.join(map(str, names))}). Early stopping is FlexTuner's patience and "
-            f"max_epochs; schedules and checkpoints are not applied.", UserWarning,
-            stacklevel=5)
+            f"FlexTuner trains with its own loop, which applies base_net's LRScheduler and "
+            f"GradientNormClipping callbacks but not the others ({', '.join(ignored)}). Early "
+            f"stopping is FlexTuner's patience and max_epochs; to observe training, pass "
+            f"on_epoch.", UserWarning, stacklevel=5)
+    return tuple(applied)
 
 
 def _write(line):
@@ -936,8 +952,12 @@ def _write(line):
     tqdm.write(line)
 
 
-def _accuracy_of(score):
-    return score.accuracy if isinstance(score, Evaluation) else score
+def _max_epochs(max_epochs, steps_per_epoch):
+    """``max_epochs`` in epochs: ``"auto"`` is at least AUTO_MAX_EPOCHS epochs and at least
+    AUTO_MAX_STEPS optimizer steps."""
+    if max_epochs != "auto":
+        return max_epochs
+    return max(AUTO_MAX_EPOCHS, math.ceil(AUTO_MAX_STEPS / steps_per_epoch))
 
 
 def _patience_epochs(patience, steps_per_epoch):
@@ -946,82 +966,6 @@ def _patience_epochs(patience, steps_per_epoch):
     if patience != "auto":
         return patience
     return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
-
-
-def _check_selection(ft, outcome, strategy, lr):
-    """Raise when every run diverged; warn when the selection means little."""
-    runs = ft.runs
-    diverged = list(dict.fromkeys(key_name(key) for key, run in runs if run.diverged))
-    if runs and all(run.diverged for _, run in runs):
-        raise ValueError(
-            f"Training diverged (non-finite loss) at lr={lr:g} in every run "
-            f"({', '.join(diverged)}): nothing to select. Use a smaller lr.")
-    if diverged:
-        warnings.warn(SelectionWarning(
-            f"Training diverged (non-finite loss) at lr={lr:g} for {', '.join(diverged)}; "
-            f"diverged runs are never selected. A smaller lr may help."), stacklevel=5)
-        if strategy in ("fast", "faster") and runs[0][0] == "all" and runs[0][1].diverged:
-            warnings.warn(SelectionWarning(
-                f"The ft-all run that {strategy} builds its proxy nets from diverged, so the "
-                f"proxy scores mean nothing and the unit {key_name(outcome.selected)!r} was "
-                f"picked blindly. Use a smaller lr, or strategy='flex'."), stacklevel=5)
-    proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
-    if not any(run.improved for _, run in runs) and not any(
-            proxy.improves_on(ft.pretrained_evaluation) for proxy in proxies):
-        worse = diverged or any(
-            not e.finite or e.loss > 10 * run.history[0].loss
-            for _, run in runs if run.history and run.history[0] is not None
-            for e in run.history[1:])
-        if all(run.history and run.history[0] is not None and
-               run.history[0].accuracy == 1.0 for _, run in runs):
-            advice = ("The pretrained net already classifies every validation sample "
-                      "correctly: there is nothing left to select on these data.")
-        elif worse:
-            advice = (f"Training made the validation loss grow: lr={lr:g} may be too large; "
-                      f"try a smaller one.")
-        else:
-            advice = f"Use a larger lr (now {lr:g}) or more epochs."
-        warnings.warn(SelectionWarning(
-            f"No training run improved on the pretrained weights on validation data (neither "
-            f"accuracy nor loss), and no proxy net did: every candidate ties with the "
-            f"pretrained net, so the selected {key_name(outcome.selected)!r} means nothing "
-            f"and the model is the pretrained one. {advice}"), stacklevel=5)
-        return
-    chance = 1 / len(ft.data.classes) if hasattr(ft, "data") else None
-    chosen = outcome.model.evaluation
-    if chance is not None and chosen is not None and chosen.accuracy <= chance:
-        warnings.warn(SelectionWarning(
-            f"The selected {key_name(outcome.selected)!r} validates at chance level "
-            f"(accuracy {chosen.accuracy:.3f} with {len(ft.data.classes)} classes): training "
-            f"may need more epochs (a larger patience or max_epochs) or another lr."),
-            stacklevel=5)
-
-
-def _refit(ft, outcome):
-    """Retrain the pick from the pretrained weights on training and validation data.
-
-    The run lasts as long as the selection run took to reach its best epoch,
-    counted in epochs (full passes over the larger data) or, with
-    REFIT_LENGTH="steps", in optimizer steps; a pick that peaked at epoch 0
-    stays the pretrained net. Returns the module and the epochs trained.
-    """
-    chosen = outcome.model
-    if chosen.best_epoch == 0:
-        return copy.deepcopy(ft.pretrained).eval(), 0
-    all_data = ft.on_all_data()
-    if REFIT_LENGTH == "steps":
-        stopping = Stopping(max_epochs=chosen.best_epoch * chosen.steps_per_epoch,
-                            max_steps=chosen.best_epoch * chosen.steps_per_epoch)
-    else:
-        stopping = Stopping(max_epochs=chosen.best_epoch)
-    run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
-    if run.diverged:
-        warnings.warn(SelectionWarning(
-            f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
-            f"diverged (non-finite loss); the model is the selection run's."), stacklevel=5)
-        module = chosen.module
-        return (module[0] if isinstance(module, FoldModules) else module), None
-    return run.module, run.n_epochs
 
 
 class _progress:

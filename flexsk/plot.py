@@ -472,7 +472,8 @@ def plot_selection_heatmap(results, *, net=None, methods=("flex", "fast", "faste
 def _pick(row, method, fast_ignores_all):
     """The unit a run picked: fast's proxy choice when ignoring its ft-all fallback."""
     if method == "fast" and fast_ignores_all and row.get("proxy_scores"):
-        return best_key(row["proxy_scores"])  # ties go to the earliest unit, as fast's
+        # fast's proxy choice: the ranking rule, ties broken by the proxies' losses
+        return best_key(row["proxy_scores"], row.get("proxy_losses"))
     return row["selected_unit"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import flexsk
 from flexsk import bench
@@ -180,8 +181,8 @@ def test_make_config_grid():
     assert full["nets"] == ["conv4", "conv7"] and len(full["shifts"]) == 10
     assert full["ratios"] == [2, 10, 40]
     assert full["repeats"] == {"2": 5, "10": 1, "40": 1}
-    assert len(full["strategies"]) == 7
-    assert len(bench.plan_runs(full)) == 20 * 7 * 7
+    assert len(full["strategies"]) == 8 and full["strategies"][-1] == "scratch"
+    assert len(bench.plan_runs(full)) == 20 * 7 * 8
     quick = make_config(quick=True)
     assert quick["nets"] == ["conv4"] and quick["ratios"] == [2, 10]
     assert make_config(repeats={2: 3}, other_repeats=2)["repeats"] == {"2": 3, "10": 2,
@@ -248,6 +249,36 @@ def test_win_counts_and_summary_line():
     line = summary_line(_hand_results())
     assert "Out of 2 scenarios" in line and "flex 2/2" in line and "ft-fc (2) 0/2" in line
     assert "flex 60/72, fast-flex 41/72, ft-all 26/72" in line
+
+
+def test_scratch_is_a_reference_never_a_winner():
+    rows = _hand_results()
+    # scratch beats everything in scenario A (conv4 blur 2), loses in B
+    rows += [_row("conv4", "blur", 2, 0, "scratch", 0.95),
+             _row("conv7", "noise", 10, 0, "scratch", 0.5)]
+    n, counts = win_counts(rows)
+    assert "scratch" not in counts and counts["flex"] == 2  # as without scratch
+    text = bench.scratch_markdown(rows)
+    assert text.startswith("Training from scratch beats every fine-tuning strategy in 1 of 2 "
+                           "scenarios.")
+    # flex and ft-all tie at 0.850: the first is named
+    assert _cells(text, "conv4") == ["conv4", "blur", "2", "0.950", "flex 0.850", "0.850"]
+    assert "scratch" in table3_markdown(rows).splitlines()[2]  # a column of Table 3
+    assert bench.scratch_markdown(_hand_results()) == "No scratch runs.\n"
+
+
+def test_scratch_trains_reinitialized_weights_and_leaves_the_zoo_net_alone():
+    from flexsk.bench._runner import _reinitialized
+    from flexsk.zoo import load_source_net
+
+    net = load_source_net("conv4", image_size=IMAGE_SIZE)
+    before = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    fresh = _reinitialized(net, 0)
+    again = _reinitialized(net, 0)
+    for key, value in net.module_.state_dict().items():
+        assert torch.equal(value, before[key])
+        assert not torch.equal(fresh.module_.state_dict()[key], value)
+        assert torch.equal(fresh.module_.state_dict()[key], again.module_.state_dict()[key])
 
 
 def _cells(table, first):
@@ -423,8 +454,9 @@ def test_results_made_with_explicit_settings_stay_readable(tmp_path):
     with pytest.raises(BenchConfigError, match="max_epochs: 100 there, None now"):
         run_bench(make_config(), tmp_path, progress=False, log=None)
     # the same grid and settings, under the current protocol version
-    assert make_config(max_epochs=100, patience=10) == {**stored,
-                                                        "bench_version": bench.BENCH_VERSION}
+    assert make_config(max_epochs=100, patience=10,
+                       strategies=stored["strategies"]) == {
+        **stored, "bench_version": bench.BENCH_VERSION}
 
 
 # -- one writer per directory ---------------------------------------------------------------
@@ -548,6 +580,44 @@ def test_read_results_skips_lines_that_are_not_rows(tmp_path):
     messages = [str(w.message) for w in record]
     assert "line 4" in messages[0] and "repeated header" in messages[0]
     assert "line 6" in messages[1] and "no newline" in messages[1]
+
+
+def test_a_duplicated_row_is_dropped_with_a_warning(tmp_path):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines + [lines[2]]))  # an exact copy of a complete row
+    with pytest.warns(RuntimeWarning, match=r"line 6 \(conv4 \(1ch\) noise, ratio 2, "
+                                            r"repeat 0, faster\) repeats a run"):
+        rows = read_results(path)
+    assert len(rows) == 4 and len({bench.run_key(r) for r in rows}) == 4
+    with pytest.warns(RuntimeWarning, match="repeats a run"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 0
+    assert path.read_bytes().splitlines(keepends=True) == lines  # dropped from the file
+
+
+def test_a_row_with_empty_metric_cells_is_incomplete(tmp_path, capsys):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().decode().splitlines(keepends=True)
+    cells = next(csv.reader([lines[2]]))
+    for column in ("test_accuracy", "fit_seconds"):
+        cells[COLUMNS.index(column)] = ""
+    lines[2] = ",".join(f'"{c}"' if "," in c or '"' in c else c for c in
+                        (c.replace('"', '""') for c in cells)) + "\r\n"
+    path.write_text("".join(lines))
+    with pytest.warns(RuntimeWarning, match="line 3 .*test_accuracy is empty"):
+        assert len(read_results(path)) == 3  # --report-only reads it so too
+    with pytest.warns(RuntimeWarning, match="line 3 was not a complete row \\(test_accuracy "
+                                            "is empty"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1  # done again
+
+
+def test_undecodable_results_are_refused_in_one_line(tmp_path, capsys):
+    config, path = _finished_tiny(tmp_path)
+    path.write_bytes(path.read_bytes()[:200] + b"\xff\xfe\x80" + path.read_bytes()[200:])
+    assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 2
+    _one_error_line(capsys, "results.csv", "not UTF-8")
+    assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+    _one_error_line(capsys, "results.csv", "not UTF-8")
 
 
 def test_key_name_and_best_key():

@@ -15,8 +15,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._strategies import gradient, proxy
-from flexsk._strategies.gradient import relative_gradient_norms
+from flexsk._training._scores import relative_gradient_norms
 from flexsk._training import (Evaluation, FineTuning, Optimization, Samples, Stopping,
                               TargetData, Tuned)
 from flexsk.adapters import ADAPTERS, AdaptedNet, ColorAdapter, SpatialAdapter, UNetAdapter
@@ -85,16 +84,6 @@ class Scripted:
     def relative_gradient_norms(self):
         self.calls.append(dict(key="rgn"))
         return dict(self.rgn)
-
-
-@pytest.fixture(autouse=True)
-def scripted_selection_scores(monkeypatch):
-    """Scripted stand-ins answer the proxy and gradient-norm scoring themselves."""
-    real_proxies, real_norms = proxy.proxy_evaluations, gradient.relative_gradient_norms
-    monkeypatch.setattr(proxy, "proxy_evaluations", lambda ft, donor: (
-        ft.proxy_evaluations(donor) if isinstance(ft, Scripted) else real_proxies(ft, donor)))
-    monkeypatch.setattr(gradient, "relative_gradient_norms", lambda ft: (
-        ft.relative_gradient_norms() if isinstance(ft, Scripted) else real_norms(ft)))
 
 
 def linear_scores(table):

@@ -346,8 +346,9 @@ def test_a_module_returning_a_tuple(target, strategy):
 def test_base_net_callbacks_are_named_once_per_fit(conv4, target):
     net = copy.deepcopy(conv4).set_params(callbacks=[
         ("sched", LRScheduler(policy="StepLR", step_size=1)), EarlyStopping()])
-    with pytest.warns(UserWarning, match=r"does not run base_net's callbacks \(sched, "
-                                         r"EarlyStopping\)") as caught:
+    with pytest.warns(UserWarning, match=r"applies base_net's LRScheduler and "
+                                         r"GradientNormClipping callbacks but not the others "
+                                         r"\(EarlyStopping\)") as caught:
         FlexTuner(net, strategy="ft-fc", **FAST).fit(target["X"], target["y"])
     assert sum("callbacks" in str(w.message) for w in caught) == 1
     with warnings.catch_warnings():
@@ -413,6 +414,74 @@ class _Plain(Dataset):
 
     def __getitem__(self, i):
         return torch.from_numpy(self.X[i]), int(self.y[i])
+
+
+class _Faulty(_Plain):
+    """A Dataset with one bad item: NaN in its input, an exception, or another shape."""
+
+    def __init__(self, X, y, bad, fault):
+        super().__init__(X, y)
+        self.bad, self.fault = bad, fault
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        if i == self.bad:
+            if self.fault == "nan":
+                x = x.clone()
+                x[0, 3, 3] = float("nan")
+            elif self.fault == "raises":
+                raise KeyError(f"no image {i}")
+            else:
+                x = x[:, :-1]
+        return x, y
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("nan", r"Item 44 of the _Faulty holds NaN or infinity; inputs must be finite"),
+    ("raises", r"Reading item 44 of the _Faulty raised KeyError: 'no image 44'"),
+    ("shape", r"Item 44 of the _Faulty has an input of shape \(1, 7, 8\), unlike the "
+              r"others of its batch \(\(1, 8, 8\), item \d+\)"),
+])
+@pytest.mark.parametrize("where", ["train", "val"])
+def test_a_bad_dataset_item_is_named(conv4, target, fault, message, where):
+    X, y, X_val, y_val = target["X"], target["y"], target["X_val"], target["y_val"]
+    if where == "train":
+        data = dict(X=_Faulty(X, y, 44, fault), y=None, X_val=X_val, y_val=y_val)
+    else:
+        data = dict(X=X, y=y, X_val=_Faulty(X_val, y_val, 44, fault), y_val=None)
+    with pytest.raises(ValueError, match=message) as caught:
+        FlexTuner(conv4, strategy="ft-fc", **FAST).fit(**data)
+    assert "lr" not in str(caught.value)
+    if fault == "raises":
+        assert isinstance(caught.value.__cause__, KeyError)
+
+
+class _SpoilsLater(_Plain):
+    """Item 7 turns NaN (or raises) once the first full reading is over: as a random
+    augmentation may, during training."""
+
+    def __init__(self, X, y, fault):
+        super().__init__(X, y)
+        self.fault, self.reads = fault, 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        x, y = super().__getitem__(i)
+        if i == 7 and self.reads > len(self):
+            if self.fault == "raises":
+                raise RuntimeError("augmentation failed")
+            x = torch.full_like(x, float("inf"))
+        return x, y
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("nan", r"Item 7 of the _SpoilsLater holds NaN or infinity"),
+    ("raises", r"Reading item 7 of the _SpoilsLater raised RuntimeError: augmentation failed")])
+def test_a_dataset_item_that_goes_bad_during_training_is_named(conv4, target, fault, message):
+    data = _SpoilsLater(target["X"], target["y"], fault)
+    with pytest.raises(ValueError, match=message):
+        FlexTuner(conv4, strategy="ft-fc", activation_cache=False, **FAST).fit(
+            data, X_val=target["X_val"], y_val=target["y_val"])
 
 
 @pytest.mark.parametrize("mix", ["dataset+arrays", "arrays+dataset", "cv"])

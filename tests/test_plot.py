@@ -194,3 +194,21 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
 def test_bad_results_get_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_the_plotted_fast_pick_breaks_ties_by_loss_as_fast_does(conv4, target):
+    from flexsk.plot import _pick
+
+    # two proxies tie on accuracy; the later one has the lower loss and is fast's pick
+    row = dict(strategy="fast", selected_unit="all",
+               proxy_scores={"conv1": 0.5, "conv2": 0.8, "fc1": 0.8, "fc2": 0.7},
+               proxy_losses={"conv1": 1.0, "conv2": 0.6, "fc1": 0.5, "fc2": 0.9})
+    assert _pick(row, "fast", fast_ignores_all=True) == "fc1"
+    assert _pick(row, "fast", fast_ignores_all=False) == "all"
+    tuner = FlexTuner(conv4, strategy="fast", max_epochs=3, random_state=0).fit(
+        target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+    tuned_unit = next(key for key in tuner.validation_scores_ if key != "all")
+    fitted = dict(strategy="fast", selected_unit=tuner.selected_unit_,
+                  proxy_scores=tuner.proxy_scores_, proxy_losses=tuner.proxy_losses_)
+    assert _pick(fitted, "fast", fast_ignores_all=True) == tuned_unit
+    assert _pick(fitted, "fast", fast_ignores_all=False) == tuner.selected_unit_

@@ -57,15 +57,23 @@ class Scripted:
     # an improvement by loss resets patience
     ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.9), (0.6, 0.8), (0.6, 0.8), (0.6, 0.8), (0.6, 0.8)],
      2, 3, 5),
-    # accuracy first: a higher accuracy wins whatever its loss
-    ([(0.5, 1.0), (0.6, 0.5), (0.7, 3.0), (0.65, 0.1), (0.65, 0.1)], 2, 2, 4),
+    # accuracy first: a higher accuracy wins whatever its loss; the new loss minimum at
+    # epoch 3 is progress, so patience counts from there
+    ([(0.5, 1.0), (0.6, 0.5), (0.7, 3.0), (0.65, 0.1), (0.65, 0.1)], 2, 2, 5),
+    # a confidently wrong start: accuracy dips while the loss falls; the run goes on and
+    # keeps the epoch where accuracy finally rises
+    ([(0.5, 25.0), (0.3, 20.0), (0.2, 15.0), (0.2, 10.0), (0.4, 5.0), (0.6, 2.0),
+      (0.6, 2.0)], 2, 5, 7),
+    # a new loss minimum alone resets patience, but the kept epoch is the best by accuracy
+    ([(0.5, 1.0), (0.6, 0.9), (0.55, 0.8), (0.55, 0.7), (0.55, 0.7), (0.55, 0.7)], 2, 1, 5),
     # patience=None: every epoch, the best restored
     ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.7), (0.6, 0.8)], None, 2, 6),
 ])
 def test_early_stopping_ranks_epochs_by_accuracy_then_loss(
         conv4, target, monkeypatch, evaluations, patience, best_epoch, n_epochs):
     scripted = Scripted(evaluations).install(monkeypatch)
-    tuner = fit(conv4, target, strategy="ft-fc", patience=patience, refit=False)
+    tuner = fit(conv4, target, strategy="ft-fc", patience=patience, refit=False,
+                max_epochs=7 if len(evaluations) > 6 else 6)
     assert tuner.n_epochs_["fc2"] == n_epochs
     assert tuner.best_epochs_["fc2"] == best_epoch
     assert tuner.validation_scores_["fc2"] == evaluations[best_epoch][0]
@@ -146,9 +154,9 @@ def test_refit_trains_on_training_and_validation_data_for_the_peak_epochs(conv4,
 
 
 def test_refit_for_the_peak_steps(conv4, target, monkeypatch):
-    from flexsk import _tuner
+    from flexsk import _selection
 
-    monkeypatch.setattr(_tuner, "REFIT_LENGTH", "steps")
+    monkeypatch.setattr(_selection, "REFIT_LENGTH", "steps")
     runs = []
     original = FineTuning.tune
     monkeypatch.setattr(FineTuning, "tune", lambda self, key, **kwargs: runs.append(
@@ -173,7 +181,7 @@ def test_refit_with_the_internal_split_uses_every_sample(conv4, target, monkeypa
 
 def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target, monkeypatch):
     Scripted([(0.5, 1.0)]).install(monkeypatch)
-    with pytest.warns(SelectionWarning, match="No training run improved"):
+    with pytest.warns(SelectionWarning, match="No candidate ranks above the pretrained net"):
         tuner = fit(conv4, target, strategy="ft-fc")
     assert tuner.best_epochs_ == {"fc2": 0} and tuner.refit_epochs_ == 0
     assert state_hash(tuner.net_.module_) == state_hash(conv4.module_)
@@ -182,11 +190,14 @@ def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target, monkeypat
 # -- SelectionWarning and divergence ------------------------------------------------------------
 
 
-def test_a_clean_fit_gives_no_selection_warning(conv4, target):
+STRATEGIES = ["flex", "fast", "faster", "rgn", "halving", "ft-all", "ft-fc", "ft-ss"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_clean_fit_gives_no_selection_warning(conv4, target, strategy):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SelectionWarning)
-        for strategy in ("flex", "fast", "faster"):
-            fit(conv4, target, strategy=strategy)
+        fit(conv4, target, strategy=strategy, halving_min_epochs=1)
 
 
 def test_a_tiny_lr_gives_a_selection_warning(conv4, target):
@@ -194,15 +205,44 @@ def test_a_tiny_lr_gives_a_selection_warning(conv4, target):
         fit(conv4, target, strategy="fast", lr=1e-12)
 
 
-def test_a_huge_lr_raises_or_warns(conv4, target):
+def _sgd_net(net):
+    return NeuralNetClassifier(copy.deepcopy(net.module_), criterion=net.criterion,
+                               optimizer=torch.optim.SGD, lr=1e-3,
+                               batch_size=net.batch_size).initialize()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_huge_lr_raises_or_warns(conv4, target, strategy, optimizer):
+    net = conv4 if optimizer == "adam" else _sgd_net(conv4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit(conv4, target, strategy="flex", lr=1e3)
+            fit(net, target, strategy=strategy, lr=1e3, halving_min_epochs=1)
         except ValueError as error:
             assert "diverged" in str(error)
             return
     assert any(issubclass(w.category, SelectionWarning) for w in caught)
+
+
+def test_a_pick_whose_loss_grew_far_above_the_pretrained_nets_is_flagged(
+        conv4, target, monkeypatch):
+    # one more sample right, but confidently wrong elsewhere: the loss 50 times the start's
+    Scripted([(0.5, 1.0), (0.51, 50.0), (0.4, 60.0)]).install(monkeypatch)
+    with pytest.warns(SelectionWarning, match=r"validation loss of 50, 50 times the "
+                                              r"pretrained net's 1 \(accuracy 0.510"):
+        tuner = fit(conv4, target, strategy="ft-fc", refit=False)
+    assert tuner.best_epochs_ == {"fc2": 1}
+
+
+def test_a_loss_that_falls_while_accuracy_stays_says_which_signal_moved(conv4, target,
+                                                                        monkeypatch):
+    # the confidently wrong start: the loss falls fivefold, accuracy never rises
+    Scripted([(0.5, 25.0), (0.3, 20.0), (0.2, 10.0), (0.45, 5.0)]).install(monkeypatch)
+    with pytest.warns(SelectionWarning, match=r"The validation loss fell from 25 to 5 "
+                                              r"\('fc2'\), but accuracy never rose above "
+                                              r"0.500\. Training was still lowering the loss"):
+        fit(conv4, target, strategy="ft-fc", max_epochs=3)
 
 
 class _InfiniteGradient(torch.autograd.Function):

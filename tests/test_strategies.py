@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flexsk._strategies import STRATEGIES, best_of, proxy
+from flexsk._strategies import STRATEGIES, best_of
 from flexsk._training import Evaluation, Stopping, Tuned, rank
 from flexsk._units import Unit
 
@@ -42,11 +42,6 @@ class ScriptedFineTuning:
     def proxy_evaluations(self, donor):
         self.calls.append(dict(key="proxies", donor=donor))
         return {unit.name: self.proxy[unit.name] for unit in self.units}
-
-
-@pytest.fixture(autouse=True)
-def scripted_proxies(monkeypatch):
-    monkeypatch.setattr(proxy, "proxy_evaluations", lambda ft, donor: ft.proxy_evaluations(donor))
 
 
 def test_best_of_ranks_by_accuracy_then_loss_then_order():

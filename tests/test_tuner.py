@@ -85,7 +85,8 @@ def test_flex_proxy_scores_are_the_candidates_validation_scores(conv4, target):
 def test_tuning_improves_on_the_pretrained_net(conv4, target):
     pretrained_accuracy = np.mean(
         conv4.predict(target["X_test"]) == target["y_test"])
-    tuner = fit(conv4, target, strategy="flex", max_epochs=30, patience=5)
+    # the estimator's defaults (0.3: 0.650 against 0.574)
+    tuner = fit(conv4, target, strategy="flex", max_epochs="auto", patience="auto", refit=True)
     assert tuner.score(target["X_test"], target["y_test"]) > pretrained_accuracy + 0.05
 
 

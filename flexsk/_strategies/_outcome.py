@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from .._ranking import ranked
 from .._training import rank
 
 __all__ = ["Outcome", "best_of"]
@@ -22,11 +23,15 @@ class Outcome:
         Unit name -> selection score, in forward order ({} for baselines): an
         :class:`~flexsk._training.Evaluation` (proxies, flex's and halving's
         candidates) or a float (relative gradient norms).
+    donor : str or None
+        Key of the run whose weights the proxy nets took (fast, faster: ``"all"``),
+        so that a diverged donor is reported; None when there is none.
     """
 
     selected: object
     tuned: dict
     proxy_scores: dict = field(default_factory=dict)
+    donor: object = None
 
     @property
     def model(self):
@@ -34,7 +39,7 @@ class Outcome:
 
 
 def best_of(evaluations):
-    """The best key: highest validation accuracy, then lowest loss, then earliest key.
+    """The best key under the ranking rule (:mod:`flexsk._ranking`).
 
     Strategies list units in forward order and ``"all"`` last, so on a full
     tie the earliest unit wins and a single unit beats ``"all"``. Diverged
@@ -42,6 +47,5 @@ def best_of(evaluations):
     numbers (relative gradient norms) rank by value, the earliest on ties.
     """
     if all(isinstance(v, (int, float)) for v in evaluations.values()):
-        keys = list(evaluations)
-        return min(keys, key=lambda k: (-evaluations[k], keys.index(k)))
+        return ranked(evaluations)[0]
     return rank(evaluations)[0]

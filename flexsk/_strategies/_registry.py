@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Callable
 
+from ._outcome import Outcome
 from .combine import add_units
 
 __all__ = ["Strategy"]
@@ -15,13 +16,15 @@ class Strategy:
     Attributes
     ----------
     name : str
-        The ``strategy`` parameter's value.
+        The ``strategy`` parameter's value for a built-in; a label otherwise
+        (progress bar, messages).
     schedule : callable
-        ``schedule(ft, **options) -> Outcome``: a short schedule over the
-        training primitive (:class:`~flexsk._training.FineTuning`).
-    n_runs : callable
+        ``schedule(ctx, **options) -> Outcome``: a short schedule over a
+        :class:`~flexsk.strategies.TrainingContext`.
+    n_runs : callable or None, default=None
         ``n_runs(n_units, **options) -> int``: the training runs it takes (an
-        upper bound where the schedule can stop early), for progress bars.
+        upper bound where the schedule can stop early), for progress bars;
+        None when unknown.
     single_unit : bool
         Whether it ends on a single unit, so that ``max_units`` and
         ``pair_margin`` can grow its pick.
@@ -31,19 +34,30 @@ class Strategy:
 
     name: str
     schedule: Callable
-    n_runs: Callable
+    n_runs: Callable = None
     single_unit: bool = False
     options: tuple = ()
 
     def __call__(self, ft, *, max_units=1, pair_margin=0.01, **options):
         """Run the schedule with its own options; grow a single unit up to ``max_units``."""
         outcome = self.schedule(ft, **{k: options[k] for k in self.options if k in options})
+        if not isinstance(outcome, Outcome):
+            raise TypeError(f"The schedule of strategy {self.name!r} returned "
+                            f"{type(outcome).__name__}; a schedule must return a "
+                            f"flexsk.strategies.Outcome.")
+        if outcome.selected not in outcome.tuned:
+            raise ValueError(f"The schedule of strategy {self.name!r} selected "
+                             f"{outcome.selected!r}, which is not among the models it returns "
+                             f"in Outcome.tuned ({list(outcome.tuned)}).")
         if self.single_unit:
             outcome = add_units(ft, outcome, max_units=max_units, pair_margin=pair_margin)
         return outcome
 
     def total_runs(self, n_units, *, max_units=1, **options):
-        """Upper bound of the training runs, pairs of ``max_units`` included."""
+        """Upper bound of the training runs, pairs of ``max_units`` included; None if
+        unknown."""
+        if self.n_runs is None:
+            return None
         runs = self.n_runs(n_units, **{k: options[k] for k in self.options if k in options})
         if self.single_unit:
             runs += sum(max(n_units - k, 0) for k in range(1, max_units))

@@ -12,9 +12,6 @@ def ft_all(ft):
 
 def ft_fc(ft, *, n_fc_units=1):
     """Fine-tune the last ``n_fc_units`` units together (the paper's ft-fc (1) and (2))."""
-    if n_fc_units > len(ft.units):
-        raise ValueError(f"n_fc_units={n_fc_units} exceeds the {len(ft.units)} units "
-                         f"of the network.")
     last = tuple(unit.name for unit in ft.units[-n_fc_units:])
     key = last[0] if n_fc_units == 1 else last
     return Outcome(key, {key: ft.tune(key)})

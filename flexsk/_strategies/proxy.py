@@ -1,12 +1,8 @@
 """Selection by network surgery: fast (Algorithm 2) and faster (Algorithm 3)."""
 
-import copy
-
-from .. import _surgery
-from .._training import over_folds
 from ._outcome import Outcome, best_of
 
-__all__ = ["fast", "faster", "tuned_evaluations", "proxy_evaluations", "n_runs"]
+__all__ = ["fast", "faster", "tuned_evaluations", "n_runs"]
 
 
 def fast(ft):
@@ -18,10 +14,10 @@ def fast(ft):
     validates better (line 10): higher accuracy, or equal accuracy and lower loss.
     """
     all_units = ft.tune("all")
-    proxy_scores = proxy_evaluations(ft, all_units.module)
+    proxy_scores = ft.proxy_evaluations(all_units.module)
     best = best_of(proxy_scores)
     tuned = {best: ft.tune(best), "all": all_units}
-    return Outcome(best_of(tuned_evaluations(tuned)), tuned, proxy_scores)
+    return Outcome(best_of(tuned_evaluations(tuned)), tuned, proxy_scores, donor="all")
 
 
 def faster(ft):
@@ -33,34 +29,13 @@ def faster(ft):
     """
     one_epoch = ft.tune("all", stopping=ft.stopping.replace(max_epochs=1, patience=None),
                         keep_best=False)
-    proxy_scores = proxy_evaluations(ft, one_epoch.module)
+    proxy_scores = ft.proxy_evaluations(one_epoch.module)
     best = best_of(proxy_scores)
-    return Outcome(best, {best: ft.tune(best)}, proxy_scores)
+    return Outcome(best, {best: ft.tune(best)}, proxy_scores, donor="all")
 
 
 def tuned_evaluations(tuned):
     return {key: candidate.evaluation for key, candidate in tuned.items()}
-
-
-@over_folds
-def proxy_evaluations(ft, donor):
-    """Validation accuracy and loss of every proxy net: pretrained, one unit from ``donor``.
-
-    Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so one
-    pretrained pass gives every cuttable unit's input, and each proxy only
-    runs its suffix.
-    """
-    inputs = ft.cache.val_inputs([unit.name for unit in ft.units])
-    workspace = copy.deepcopy(ft.pretrained)
-    evaluations = {}
-    for unit in ft.units:
-        with _surgery.unit_from(workspace, donor, unit):
-            if unit.name in inputs:
-                evaluations[unit.name] = ft.evaluate(ft.cache.suffix(workspace, unit.name),
-                                                     inputs[unit.name])
-            else:
-                evaluations[unit.name] = ft.evaluate(workspace)
-    return evaluations
 
 
 def n_runs(n_units):

@@ -9,12 +9,13 @@
 
 from ._cache import ActivationCache
 from ._data import (DatasetSamples, Optimization, Samples, SkorchClassifierLoss, Stopping,
-                    TargetData, batches, gather, run_in_batches, seed_for)
-from ._fine_tuning import LOSS_RTOL, Evaluation, FineTuning, Tuned, rank
-from ._folds import CrossValidation, FoldModules, mean_evaluation, over_folds
+                    TargetData, batches, gather, run_in_batches, samples_of, seed_for)
+from ._fine_tuning import LOSS_RTOL, EpochRecord, Evaluation, FineTuning, Tuned, rank
+from ._folds import CrossValidation, FoldModules, make_folds, mean_evaluation
 
-__all__ = ["ActivationCache", "CrossValidation", "DatasetSamples", "Evaluation", "FineTuning",
+__all__ = ["ActivationCache", "CrossValidation", "DatasetSamples", "EpochRecord", "Evaluation",
+           "FineTuning",
            "FoldModules",
            "LOSS_RTOL", "Optimization", "Samples", "SkorchClassifierLoss", "Stopping",
            "TargetData", "Tuned", "batches", "gather", "mean_evaluation",
-           "over_folds", "rank", "run_in_batches", "seed_for"]
+           "make_folds", "rank", "run_in_batches", "samples_of", "seed_for"]

@@ -5,10 +5,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .._inputs import check_finite_items, dataset_read_error, is_dataset
 from .._locks import forward_pass
 
 __all__ = ["Samples", "DatasetSamples", "TargetData", "Stopping", "Optimization",
-           "SkorchClassifierLoss", "batches", "gather", "seed_for", "run_in_batches"]
+           "SkorchClassifierLoss", "batches", "gather", "seed_for", "run_in_batches",
+           "samples_of"]
 
 
 class Samples:
@@ -126,10 +128,15 @@ class DatasetSamples:
         for wanted, pieces in zip(index_batches, layout):
             inputs, positions = [], []
             for p in pieces:
-                batch = next(loaders[p])
-                inputs.append(self.to_device(batch[0] if isinstance(batch, (tuple, list))
-                                             else batch))
-                positions += [starts[p] + i for i in per_part[p][cursors[p]]]
+                local = per_part[p][cursors[p]]
+                try:
+                    batch = next(loaders[p])
+                except Exception as exc:
+                    raise dataset_read_error(self.parts[p][0], local, exc) from exc
+                X = self.to_device(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                check_finite_items(X, self.parts[p][0], local)
+                inputs.append(X)
+                positions += [starts[p] + i for i in local]
                 cursors[p] += 1
             X = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
             if len(inputs) > 1:  # back to the order asked for: the same sums as one part
@@ -182,6 +189,20 @@ class DatasetSamples:
                               torch.cat([self.y, other.y]), self.to_device)
 
 
+def samples_of(X, targets, loader_kwargs, to_device, device, idx=None):
+    """The samples of X (an array, a tensor or a Dataset) with encoded ``targets``, or of
+    its items at positions ``idx``: :class:`Samples`, or :class:`DatasetSamples` read with
+    ``loader_kwargs``. ``to_device`` makes float32 tensors on ``device``, the training
+    device."""
+    if idx is not None:
+        X = torch.utils.data.Subset(X, idx.tolist()) if is_dataset(X) else X[idx]
+        targets = targets[idx]
+    encoded = torch.as_tensor(targets, dtype=torch.long, device=device)
+    if is_dataset(X):
+        return DatasetSamples([(X, loader_kwargs)], encoded, to_device)
+    return Samples(to_device(X), encoded)
+
+
 @dataclass
 class TargetData:
     """The target task: training samples, validation samples (or None) and classes.
@@ -200,9 +221,6 @@ class TargetData:
 
     def probe(self, n=2):
         return (self.val if self.val is not None else self.train).probe(n)
-
-    def n_samples(self):
-        return len(self.train) + (len(self.val) if self.val is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -235,6 +253,7 @@ class Optimization:
     probabilities: bool  # whether the net outputs probabilities (NLLLoss)
     eval_batch_size: int = 1024
     autocast_dtype: object = None  # e.g. torch.bfloat16: mixed precision forward passes
+    callbacks: tuple = ()  # the base net's LRScheduler and GradientNormClipping callbacks
 
 
 class SkorchClassifierLoss:

@@ -7,8 +7,9 @@ Every strategy (``flexsk/_strategies``) is a schedule of two operations:
 * :meth:`FineTuning.evaluate`: validation accuracy and loss of some weights.
 
 Models are ranked by validation accuracy, then validation loss (lower wins),
-then forward order (:func:`rank`); early stopping uses the same rule to decide
-whether an epoch improved.
+then forward order (:func:`rank`). A run keeps the weights of its best epoch
+under that rule, and goes on while it makes progress in either signal: a new
+best under the rule, or a new minimum of the validation loss.
 """
 
 import contextlib
@@ -23,12 +24,14 @@ import torch
 from joblib import Parallel, delayed, effective_n_jobs
 
 from .. import _surgery
+from .._ranking import ranked
 from .._locks import forward_pass
 from .._text import key_name
+from . import _scores
 from ._cache import ActivationCache
 from ._data import TargetData, gather, seed_for
 
-__all__ = ["Evaluation", "Tuned", "FineTuning", "rank", "LOSS_RTOL"]
+__all__ = ["Evaluation", "EpochRecord", "Tuned", "FineTuning", "rank", "LOSS_RTOL"]
 
 #: An epoch with the same validation accuracy improves only if its validation
 #: loss falls by more than this fraction of the best loss so far.
@@ -57,18 +60,14 @@ class Evaluation:
 
 
 def rank(evaluations):
-    """Keys of ``evaluations`` from best to worst.
+    """Keys of ``evaluations`` (:class:`Evaluation`) from best to worst.
 
-    Higher accuracy first, then lower loss, then the earlier key: callers list
-    units in forward order and ``"all"`` last. Evaluations whose loss is not
-    finite (diverged runs) come last.
+    The ranking rule (:mod:`flexsk._ranking`): higher accuracy first, then
+    lower loss, then the earlier key (callers list units in forward order and
+    ``"all"`` last); evaluations whose loss is not finite (diverged runs) last.
     """
-    keys = list(evaluations)
-    return sorted(keys, key=lambda key: (not evaluations[key].finite,
-                                         -evaluations[key].accuracy,
-                                         evaluations[key].loss if evaluations[key].finite
-                                         else math.inf,
-                                         keys.index(key)))
+    return ranked({key: e.accuracy for key, e in evaluations.items()},
+                  {key: e.loss for key, e in evaluations.items()})
 
 
 @dataclass
@@ -116,6 +115,156 @@ class Tuned:
         return self.evaluation.loss
 
 
+@dataclass
+class EpochRecord:
+    """What one epoch of one training run saw: passed to FlexTuner's ``on_epoch``.
+
+    Attributes
+    ----------
+    candidate : str or tuple of str
+        The run's key: a unit name, a tuple of unit names, ``"all"`` or ``"ss"``.
+    epoch : int
+        0 for the starting weights (before any training), then 1, 2, ...
+    train_loss : float or None
+        Mean training loss over the epoch's minibatches; None at epoch 0.
+    val_accuracy, val_loss : float or None
+        Validation accuracy and loss after the epoch; None in a refit, which
+        has no validation data.
+    n_steps : int
+        Optimizer steps so far in this run.
+    refit : bool
+        Whether the run is the refit (training and validation data together).
+    module : torch.nn.Module
+        The run's network as it is now, in eval mode after a validation pass.
+        Read it (score it, save a copy); do not modify it.
+    """
+
+    candidate: object
+    epoch: int
+    train_loss: object
+    val_accuracy: object
+    val_loss: object
+    n_steps: int
+    refit: bool
+    module: torch.nn.Module = field(repr=False)
+
+
+@dataclass
+class _Run:
+    """The state of one training run, between its steps (set-up, epochs, finish)."""
+
+    key: object
+    module: torch.nn.Module
+    selection: object
+    finish: object
+    optimizer: object
+    stopping: object
+    seed: int
+    generator: torch.Generator
+    train_forward: object
+    train: object
+    forward: object
+    val: object
+    steps_per_epoch: int
+    schedules: object = None
+    history: list = field(default_factory=list)
+    best: object = None
+    best_epoch: int = 0
+    best_state: object = None
+    lowest: float = math.inf
+    last_progress: int = 0
+    epoch: int = 0
+    n_steps: int = 0
+    diverged: bool = False
+
+    def begin(self, evaluation, state):
+        self.best, self.best_state = evaluation, state
+        self.history = [evaluation]
+        if evaluation is not None and evaluation.finite:
+            self.lowest = evaluation.loss
+
+    def update(self, epoch, evaluation):
+        """Keep the best epoch under the ranking rule; True when patience runs out.
+
+        Progress in either signal keeps the run going: a new best under the
+        ranking rule, or a new minimum of the validation loss (by more than
+        LOSS_RTOL). A net that starts confidently wrong lowers its loss for
+        many epochs before its accuracy moves.
+        """
+        better = evaluation.improves_on(self.best)
+        lower = evaluation.loss < self.lowest - LOSS_RTOL * abs(self.lowest)
+        self.lowest = min(self.lowest, evaluation.loss)
+        if better:
+            self.best, self.best_epoch = evaluation, epoch
+            self.best_state = self.selection.state(self.module)
+        if better or lower:
+            self.last_progress = epoch
+            return False
+        patience = self.stopping.patience
+        return patience is not None and epoch - self.last_progress >= patience
+
+
+class _Schedules:
+    """The base net's LRScheduler and GradientNormClipping callbacks, applied to one run.
+
+    Each run gets fresh copies, started on the run's optimizer as skorch starts
+    them on a net's (``on_train_begin``), and called at the same points of the
+    loop: ``on_grad_computed`` between backward and the optimizer step,
+    ``on_batch_end`` after the step, ``on_epoch_end`` after validation. A
+    ``ReduceLROnPlateau`` reads ``train_loss``, ``valid_loss`` or
+    ``valid_acc`` from the run's history; in a refit, which has no validation
+    data, one that monitors a validation score is not stepped.
+    """
+
+    def __init__(self, callbacks, optimizer, params):
+        from skorch.history import History
+
+        self.callbacks = [copy.deepcopy(callback).initialize() for callback in callbacks]
+        self.params = [("", param) for param in params]
+        self.net = _OptimizerView(optimizer, History())
+        for callback in self.callbacks:
+            callback.on_train_begin(self.net)
+
+    def grad_computed(self):
+        for callback in self.callbacks:
+            callback.on_grad_computed(self.net, named_parameters=self.params)
+
+    def epoch_begin(self):
+        if self.callbacks:
+            self.net.history.new_epoch()
+            self.net.history.record("epoch", len(self.net.history))
+
+    def batch_end(self):
+        if self.callbacks:
+            self.net.history.new_batch()
+        for callback in self.callbacks:
+            callback.on_batch_end(self.net, training=True)
+
+    def epoch_end(self, train_loss, evaluation):
+        if not self.callbacks:
+            return
+        history = self.net.history
+        history.record("train_loss", train_loss)
+        if evaluation is not None:
+            history.record("valid_loss", evaluation.loss)
+            history.record("valid_acc", evaluation.accuracy)
+        for callback in self.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(getattr(callback, "lr_scheduler_", None),
+                          torch.optim.lr_scheduler.ReduceLROnPlateau) and isinstance(
+                    monitor, str) and monitor not in history[-1]:
+                continue
+            callback.on_epoch_end(self.net)
+
+
+class _OptimizerView:
+    """What skorch's LRScheduler and GradientNormClipping read of a net."""
+
+    def __init__(self, optimizer, history):
+        self.optimizer_ = optimizer
+        self.history = history
+
+
 class FineTuning:
     """The shared state of one ``fit``: pretrained weights, units, data, settings.
 
@@ -132,6 +281,9 @@ class FineTuning:
         Called with a short description after each training run.
     log : callable or None
         Called with one line per epoch (verbose >= 2).
+    on_epoch : callable or None
+        Called with an :class:`EpochRecord` at epoch 0 and after every epoch of
+        every run (FlexTuner's ``on_epoch``).
     cache : "auto", bool
         Activation caching of frozen prefixes (FlexTuner's ``activation_cache``).
     cache_bytes : int
@@ -146,7 +298,8 @@ class FineTuning:
     """
 
     def __init__(self, pretrained, units, data, optimization, base_seed, *,
-                 progress=None, log=None, cache="auto", cache_bytes=2 ** 30, n_jobs=None):
+                 progress=None, log=None, on_epoch=None, cache="auto", cache_bytes=2 ** 30,
+                 n_jobs=None):
         self.pretrained = pretrained
         self.units = units
         self.by_name = {unit.name: unit for unit in units}
@@ -155,17 +308,18 @@ class FineTuning:
         self.base_seed = base_seed
         self.progress = progress
         self.log = log
+        self.on_epoch = on_epoch
         self.n_jobs = n_jobs
         self.cache = ActivationCache(pretrained, units, data, enabled=cache, budget=cache_bytes,
                                      eval_batch_size=optimization.eval_batch_size,
                                      autocast=self.autocast)
         self.runs = []
         self._pretrained_evaluation = None
-        self.monitor = None  # monitor(key, epoch, module, evaluation) after each (studies)
 
     def __getstate__(self):
-        # Sent to joblib workers: no callbacks, no record of runs.
-        return {**self.__dict__, "progress": None, "log": None, "runs": [], "monitor": None}
+        # Sent to joblib workers: no progress bar or printing, no record of runs; the
+        # user's on_epoch goes along and runs in the worker.
+        return {**self.__dict__, "progress": None, "log": None, "runs": []}
 
     @property
     def stopping(self):
@@ -191,8 +345,8 @@ class FineTuning:
                           classes=self.data.classes)
         return FineTuning(self.pretrained, self.units, data, self.optimization,
                           self.base_seed, progress=self.progress, log=self.log,
-                          cache=self.cache.enabled, cache_bytes=self.cache.budget,
-                          n_jobs=self.n_jobs)
+                          on_epoch=self.on_epoch, cache=self.cache.enabled,
+                          cache_bytes=self.cache.budget, n_jobs=self.n_jobs)
 
     # -- candidates --------------------------------------------------------------------
 
@@ -234,6 +388,16 @@ class FineTuning:
         n = max(len(samples), 1)
         return Evaluation(correct / n, loss_sum / n)
 
+    def proxy_evaluations(self, donor):
+        """Each unit's proxy net (the pretrained net with that unit from ``donor``),
+        scored on validation data: unit name -> :class:`Evaluation`."""
+        return _scores.proxy_evaluations(self, donor)
+
+    def relative_gradient_norms(self, n_batches=4):
+        """Each unit's relative gradient norm at the pretrained weights: unit name ->
+        float (see :func:`~flexsk._training._scores.relative_gradient_norms`)."""
+        return _scores.relative_gradient_norms(self, n_batches)
+
     @property
     def pretrained_evaluation(self):
         """The pretrained net's :class:`Evaluation` (computed once)."""
@@ -242,7 +406,7 @@ class FineTuning:
         return self._pretrained_evaluation
 
     def tune(self, key, *, start=None, stopping=None, keep_best=True):
-        """Fine-tune a selection of units until validation stops improving.
+        """Fine-tune a selection of units until validation stops making progress.
 
         Parameters
         ----------
@@ -261,92 +425,118 @@ class FineTuning:
         -------
         Tuned
         """
+        run = self._start(key, start, self.stopping if stopping is None else stopping)
+        with torch.random.fork_rng(devices=self.device_ids):
+            torch.manual_seed(run.seed)
+            for epoch in range(1, run.stopping.max_epochs + 1):
+                train_loss = self._train_epoch(run)
+                if self._end_epoch(run, epoch, train_loss):
+                    break
+        tuned = self._finish(run, keep_best)
+        self._record(key, tuned)
+        return tuned
+
+    def _start(self, key, start, stopping):
+        """Set-up of a run: a trainable copy, its optimizer and schedules, epoch 0."""
         opt, data = self.optimization, self.data
-        stopping = self.stopping if stopping is None else stopping
         module, selection, finish = self._candidate(key, start)
         params = selection.prepare(module)
         optimizer = opt.optimizer(params, lr=opt.lr, **opt.optimizer_kwargs)
         seed = seed_for(self.base_seed, key)
-        generator = torch.Generator().manual_seed(seed)
+        run = _Run(key=key, module=module, selection=selection, finish=finish,
+                   optimizer=optimizer, stopping=stopping, seed=seed,
+                   generator=torch.Generator().manual_seed(seed),
+                   train_forward=module, train=data.train, forward=module, val=data.val,
+                   steps_per_epoch=max(1, math.ceil(len(data.train) / opt.batch_size)))
+        run.schedules = _Schedules(opt.callbacks, optimizer, params)
         cut = self.cache.cut_for(selection)
         if cut is not None and start is not None and not self._same_prefix(start, cut):
             cut = None  # other weights before the cut: the cached prefix does not apply
-        train_forward, train = module, data.train
-        forward, val = module, data.val  # evaluation
         if cut is not None:
             cached_train, cached_val = self.cache.inputs(cut)
             suffix = self.cache.suffix(module, cut)
             if cached_train is not None:
-                train_forward, train = suffix, cached_train
+                run.train_forward, run.train = suffix, cached_train
             if cached_val is not None:
-                forward, val = suffix, cached_val
+                run.forward, run.val = suffix, cached_val
+        first = self.evaluate(run.forward, run.val) if run.val is not None else None
+        if start is None and self._pretrained_evaluation is None:
+            self._pretrained_evaluation = first  # the same weights: no second pass
+        run.begin(first, selection.state(module))
+        self._observe(run, 0, None, first)
+        return run
 
-        best = self.evaluate(forward, val) if val is not None else None
-        history = [best]
-        if self.monitor is not None and best is not None:
-            self.monitor(key, 0, module, best)
-        best_epoch, best_state = 0, selection.state(module)
-        epoch = n_steps = 0
-        diverged = False
-        steps_per_epoch = max(1, math.ceil(len(train) / opt.batch_size))
-        with torch.random.fork_rng(devices=self.device_ids):
-            torch.manual_seed(seed)
-            for epoch in range(1, stopping.max_epochs + 1):
-                selection.train_mode(module)
-                finite = torch.ones((), dtype=torch.bool, device=data.device)
-                for X, y in train.train_batches(opt.batch_size, generator):
-                    optimizer.zero_grad(set_to_none=True)
-                    with self.autocast(), forward_pass():
-                        loss = opt.get_loss(
-                            gather(train_forward(X), data.classes, opt.probabilities), y)
-                    loss.backward()
-                    optimizer.step()
-                    finite &= torch.isfinite(loss.detach())
-                    n_steps += 1
-                    if stopping.max_steps is not None and n_steps >= stopping.max_steps:
-                        break
-                if not bool(finite):
-                    diverged = True
-                    break
-                last_step = stopping.max_steps is not None and n_steps >= stopping.max_steps
-                if val is None:
-                    if last_step:
-                        break
-                    continue
-                evaluation = self.evaluate(forward, val)
-                history.append(evaluation)
-                if self.monitor is not None:
-                    self.monitor(key, epoch, module, evaluation)
-                if self.log is not None:
-                    self.log(f"[{key_name(key)}] epoch {epoch}: loss {float(loss.detach()):.4f}, "
-                             f"valid_acc {evaluation.accuracy:.4f}, "
-                             f"valid_loss {evaluation.loss:.4f}")
-                if not evaluation.finite:
-                    diverged = True
-                    break
-                if evaluation.improves_on(best):
-                    best, best_epoch = evaluation, epoch
-                    best_state = selection.state(module)
-                elif stopping.patience is not None and epoch - best_epoch >= stopping.patience:
-                    break
-                if last_step:
-                    break
-        if keep_best or diverged:
-            _surgery.load_state(module, best_state)
+    def _train_epoch(self, run):
+        """One pass over the training data; the mean training loss (NaN if it diverged)."""
+        opt, data = self.optimization, self.data
+        run.selection.train_mode(run.module)
+        run.schedules.epoch_begin()
+        loss_sum = torch.zeros((), device=data.device)
+        n_batches = 0
+        for X, y in run.train.train_batches(opt.batch_size, run.generator):
+            run.optimizer.zero_grad(set_to_none=True)
+            with self.autocast(), forward_pass():
+                loss = opt.get_loss(gather(run.train_forward(X), data.classes,
+                                           opt.probabilities), y)
+            loss.backward()
+            run.schedules.grad_computed()
+            run.optimizer.step()
+            run.schedules.batch_end()
+            loss_sum += loss.detach().float()
+            n_batches += 1
+            run.n_steps += 1
+            if run.stopping.max_steps is not None and run.n_steps >= run.stopping.max_steps:
+                break
+        return float(loss_sum) / max(n_batches, 1)
+
+    def _end_epoch(self, run, epoch, train_loss):
+        """Evaluation and stopping after an epoch; True when the run ends here."""
+        run.epoch = epoch
+        if not math.isfinite(train_loss):
+            run.diverged = True
+            return True
+        last_step = run.stopping.max_steps is not None and run.n_steps >= run.stopping.max_steps
+        evaluation = self.evaluate(run.forward, run.val) if run.val is not None else None
+        run.history.append(evaluation)
+        self._observe(run, epoch, train_loss, evaluation)
+        run.schedules.epoch_end(train_loss, evaluation)
+        if evaluation is None:
+            return last_step
+        if not evaluation.finite:
+            run.diverged = True
+            return True
+        stop = run.update(epoch, evaluation)
+        return stop or last_step
+
+    def _finish(self, run, keep_best):
+        """The weights a run keeps, as plain trainable parameters, and its record."""
+        module, best, best_epoch = run.module, run.best, run.best_epoch
+        if keep_best or run.diverged:
+            _surgery.load_state(module, run.best_state)
         else:
-            best_epoch, best = epoch, history[-1]
-        improved = best_epoch > 0 and (best is None or best.improves_on(history[0]))
-        if diverged and best is not None:  # marked, so that rank() puts it last
+            best_epoch, best = run.epoch, run.history[-1]
+        improved = best_epoch > 0 and (best is None or best.improves_on(run.history[0]))
+        if run.diverged and best is not None:  # marked, so that rank() puts it last
             best = Evaluation(best.accuracy, math.nan)
-        if finish is not None:
-            finish(module)
+        if run.finish is not None:
+            run.finish(module)
         for param in module.parameters():
             param.requires_grad_(True)
         module.eval()
-        tuned = Tuned(module, best, epoch, best_epoch, n_steps, steps_per_epoch, history,
-                      diverged, improved)
-        self._record(key, tuned)
-        return tuned
+        return Tuned(module, best, run.epoch, best_epoch, run.n_steps, run.steps_per_epoch,
+                     run.history, run.diverged, improved)
+
+    def _observe(self, run, epoch, train_loss, evaluation):
+        if self.log is not None and epoch > 0 and evaluation is not None:
+            self.log(f"[{key_name(run.key)}] epoch {epoch}: loss {train_loss:.4f}, "
+                     f"valid_acc {evaluation.accuracy:.4f}, valid_loss {evaluation.loss:.4f}")
+        if self.on_epoch is not None:
+            run.module.eval()  # as documented; the next epoch sets the training modes again
+            self.on_epoch(EpochRecord(
+                candidate=run.key, epoch=epoch, train_loss=train_loss,
+                val_accuracy=None if evaluation is None else evaluation.accuracy,
+                val_loss=None if evaluation is None else evaluation.loss,
+                n_steps=run.n_steps, refit=self.data.val is None, module=run.module))
 
     def _record(self, key, tuned):
         self.runs.append((key, tuned))

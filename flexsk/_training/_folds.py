@@ -1,19 +1,21 @@
 """Cross-validated selection: every run trained on k folds, its evaluation the mean.
 
-:class:`CrossValidation` offers the strategies the same operations as
-:class:`~flexsk._training.FineTuning` (``tune``, ``tune_many``, ``prefetch``,
-``evaluate``), so every schedule runs unchanged on folds: each training run
-becomes one run per fold, and a candidate's evaluation is the mean of its
-folds' validation accuracies and losses.
+:class:`CrossValidation` is a training context
+(:class:`~flexsk.strategies.TrainingContext`) like
+:class:`~flexsk._training.FineTuning`, so every schedule runs unchanged on
+folds: each training run becomes one run per fold, and a candidate's
+evaluation (or a proxy's, or a gradient norm) is the mean over the folds.
 """
 
 import statistics
 
 import numpy as np
+from sklearn.model_selection import check_cv
 
-from ._fine_tuning import Evaluation, FineTuning, Tuned
+from ._data import seed_for
+from ._fine_tuning import Evaluation, Tuned
 
-__all__ = ["CrossValidation", "FoldModules", "over_folds", "mean_evaluation"]
+__all__ = ["CrossValidation", "FoldModules", "mean_evaluation", "make_folds"]
 
 
 class FoldModules(list):
@@ -41,6 +43,22 @@ def _combined(runs):
         improved=any(run.improved for run in runs))
 
 
+def make_folds(cv, labelled, class_labels):
+    """The (train, validation) positions of each fold of ``cv`` over ``labelled``
+    (stratified for an int, as :func:`~sklearn.model_selection.check_cv` does for
+    classifiers); refuses a fold that validates on a class its training part lacks."""
+    y = labelled.y.cpu().numpy()
+    folds = list(check_cv(cv, y, classifier=True).split(np.zeros((len(y), 1)), y))
+    for i, (fold_train, fold_val) in enumerate(folds):
+        unseen = np.setdiff1d(y[fold_val], y[fold_train])
+        if unseen.size:
+            raise ValueError(
+                f"Fold {i} of cv validates on classes {class_labels[unseen].tolist()} that "
+                f"its training part lacks; use a stratified splitter (an int cv is "
+                f"stratified).")
+    return folds
+
+
 class CrossValidation:
     """The training primitive over folds: the interface of FineTuning for schedules.
 
@@ -57,18 +75,24 @@ class CrossValidation:
         self.all_data = all_data
         first = folds[0]
         self.units = first.units
-        self.by_name = first.by_name
         self.pretrained = first.pretrained
         self.optimization = first.optimization
         self.stopping = first.stopping
         self.data = first.data  # the classes; each fold holds its own samples
         self.runs = []
 
+    @classmethod
+    def over(cls, folds, labelled, context, base_seed):
+        """The cross-validated context of ``folds`` of ``labelled`` samples;
+        ``context(train, val, seed)`` makes each fold's (and, with ``val=None``, the
+        refit's) plain context."""
+        return cls([context(labelled.subset(t), labelled.subset(v),
+                            seed_for(base_seed, ("fold", i)))
+                    for i, (t, v) in enumerate(folds)],
+                   context(labelled, None, base_seed))
+
     def on_all_data(self):
         return self.all_data
-
-    def selection(self, key):
-        return self.folds[0].selection(key)
 
     def prefetch(self, keys):
         for fold in self.folds:
@@ -93,30 +117,30 @@ class CrossValidation:
     def pretrained_evaluation(self):
         return mean_evaluation([fold.pretrained_evaluation for fold in self.folds])
 
+    def evaluate(self, module):
+        """The mean over folds of each fold's validation score of ``module`` (one
+        module for every fold, or :class:`FoldModules`, one per fold)."""
+        return self._mean("evaluate", module)
 
-def over_folds(scoring):
-    """Let ``scoring(ft, *modules) -> dict`` run on each fold and average the results.
+    def proxy_evaluations(self, donor):
+        return self._mean("proxy_evaluations", donor)
 
-    With a plain FineTuning it runs as it is; with a :class:`CrossValidation`,
-    module arguments that hold one module per fold are split between the folds,
-    and the folds' results are averaged key by key (evaluations by
-    :func:`mean_evaluation`, numbers by their mean).
-    """
-    def scored(ft, *modules, **kwargs):
-        if isinstance(ft, FineTuning) or not isinstance(ft, CrossValidation):
-            return scoring(ft, *modules, **kwargs)
+    def relative_gradient_norms(self, n_batches=4):
+        return self._mean("relative_gradient_norms", n_batches=n_batches)
+
+    def _mean(self, method, *modules, **kwargs):
+        """Run a scoring method on every fold (module arguments that hold one module
+        per fold split between them); average evaluations by :func:`mean_evaluation`,
+        numbers by their mean, key by key for dicts."""
         results = []
-        for i, fold in enumerate(ft.folds):
+        for i, fold in enumerate(self.folds):
             fold_modules = [m[i] if isinstance(m, FoldModules) else m for m in modules]
-            results.append(scoring(fold, *fold_modules, **kwargs))
-        combined = {}
-        for key in results[0]:
-            values = [result[key] for result in results]
-            combined[key] = (mean_evaluation(values) if isinstance(values[0], Evaluation)
-                             else float(np.mean(values)))
-        return combined
+            results.append(getattr(fold, method)(*fold_modules, **kwargs))
 
-    scored.__doc__ = scoring.__doc__
-    scored.__name__ = scoring.__name__
-    scored.__wrapped__ = scoring
-    return scored
+        def mean(values):
+            return (mean_evaluation(values) if isinstance(values[0], Evaluation)
+                    else float(np.mean(values)))
+
+        if isinstance(results[0], dict):
+            return {key: mean([result[key] for result in results]) for key in results[0]}
+        return mean(results)

@@ -13,10 +13,11 @@ Lampert (WACV 2020):
   drawn with :func:`~flexsk.datasets.train_val_test_split` and
   ``random_state=repeat``, so subsets are nested across ratios;
 * strategies flex, fast, faster, ft-fc (1), ft-fc (2), ft-ss and ft-all,
-  each fitted with ``keep_candidates=True`` and ``random_state=repeat`` on the
-  fixed validation split, and scored on the fixed test split; ``max_epochs``
-  and ``patience`` are the estimator's defaults unless the configuration
-  sets them.
+  and the reference ``scratch`` (ft-all's training from re-initialized
+  weights; :data:`REFERENCES`), each fitted with ``keep_candidates=True``
+  and ``random_state=repeat`` on the fixed validation split, and scored on
+  the fixed test split; ``max_epochs`` and ``patience`` are the estimator's
+  defaults unless the configuration sets them.
 
 Every run is one row of a tidy CSV (:data:`COLUMNS`), appended and flushed as
 soon as it finishes. A restart reads the complete rows and skips them; a
@@ -41,7 +42,8 @@ through this package, or the command line, :mod:`flexsk.cli`.
 
 from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # noqa: F401
                       BENCH_VERSION, DEFAULT_OUTPUT, DEFAULTS, LABELS, MAP_K, QUICK,
-                      QUICK_OUTPUT, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, describe_config,
+                      QUICK_OUTPUT, REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE,
+                      describe_config,
                       n_channels_of, plan_runs)
 from ._reports import write_reports
 from .._text import key_name
@@ -51,7 +53,8 @@ from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
 from ._runner import run_bench
 from ._tables import (agreement_markdown, bold_cells, mean_accuracies,  # noqa: F401
                       mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
-                      retrieval_markdown, selection_markdown, summary_line,
+                      retrieval_markdown, scratch_markdown, selection_markdown,
+                      summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts,
                       win_counts_markdown,
                       BASELINES, FLEX_VARIANTS, PAPER_WINS, TIE_TOLERANCE)
@@ -62,6 +65,7 @@ __all__ = [
     "COLUMNS",
     "STRATEGIES",
     "LABELS",
+    "REFERENCES",
     "DEFAULTS",
     "DEFAULT_OUTPUT",
     "QUICK_OUTPUT",
@@ -89,5 +93,6 @@ __all__ = [
     "regret_markdown",
     "agreement_markdown",
     "refit_markdown",
+    "scratch_markdown",
     "write_reports",
 ]

@@ -10,6 +10,7 @@ from ._config import BenchError, describe_config, read_config
 from ._results import CONFIG_JSON, RESULTS_CSV, read_results
 from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
                       mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
+                      scratch_markdown,
                       retrieval_markdown, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
 
@@ -91,7 +92,10 @@ def write_reports(output, *, log=print):
               "with the best *test* accuracy; the regret of a method is the oracle's test "
               "accuracy minus its own (fast and faster are compared with the flex run of "
               "the same subset and seed).\n\n" + selection_markdown(rows)
-              + "\n## Units flex returns\n\n" + picks_markdown(rows))
+              + "\n## Units flex returns\n\n" + picks_markdown(rows)
+              + "\n## Fine-tuning against training from scratch\n\n'scratch' trains every "
+              "parameter, as ft-all does, from re-initialized weights: a sanity reference, "
+              "never counted among the winners.\n\n" + scratch_markdown(rows))
     written.append(_write_text(output / "table3.md", table3))
     retrieval = (f"# Retrieval mAP@10 (Table 4 style)\n\n{header}"
                  "mAP@10 of the tuned net's penultimate features of the target test images, "

@@ -16,6 +16,7 @@ from pathlib import Path
 from sklearn.utils._param_validation import validate_params
 
 from .._files import atomic_write
+from .._ranking import ranked
 from .._text import key_name
 from ._config import BenchConfigError, BenchError
 
@@ -77,18 +78,25 @@ _COLUMN_TYPES = {
     "refit_epochs": (int, True),
     "refit_seconds": (float, False),
 }
+#: What Table 3 and the selection reports read: a row with one of them empty is
+#: incomplete wherever it is read (the runner requires every column that may not be empty).
+_METRICS = ("test_accuracy", "source_accuracy", "selected_unit", "validation_scores",
+            "candidate_test_scores")
 #: Columns of the results CSV, one row per (net, n_channels, shift, ratio, repeat, strategy).
 COLUMNS = list(_COLUMN_TYPES)
 KEY_COLUMNS = ("net", "n_channels", "shift", "ratio", "repeat", "strategy")
 
 
-def best_key(scores):
-    """The key of the highest score; ties go to the earliest key.
+def best_key(scores, losses=None):
+    """The best key under flexsk's ranking rule: highest score, then lowest loss, then
+    the earliest key.
 
     Parameters
     ----------
     scores : dict
-        Key (e.g. a unit) -> score, in order (e.g. forward order).
+        Key (e.g. a unit) -> validation accuracy, in order (e.g. forward order).
+    losses : dict or None, default=None
+        Key -> validation loss, the tie-break; None breaks ties by order alone.
 
     Returns
     -------
@@ -100,12 +108,10 @@ def best_key(scores):
     >>> from flexsk.bench import best_key
     >>> best_key({"conv1": 0.5, "conv2": 0.8, "fc1": 0.8})
     'conv2'
+    >>> best_key({"conv1": 0.5, "conv2": 0.8, "fc1": 0.8}, {"conv1": 1, "conv2": 0.6, "fc1": 0.4})
+    'fc1'
     """
-    best = None
-    for key, score in scores.items():
-        if best is None or score > scores[best]:
-            best = key
-    return best
+    return ranked(scores, losses)[0] if scores else None
 
 
 def _parse_value(column, value):
@@ -197,7 +203,7 @@ def _row(line, header, *, strict):
     for column, value in row.items():
         kind, nullable = _COLUMN_TYPES.get(column, (str, True))
         if value == "":
-            if column in KEY_COLUMNS or (strict and not nullable):
+            if column in KEY_COLUMNS or column in _METRICS or (strict and not nullable):
                 raise _Damaged(f"{column} is empty")
             continue
         try:
@@ -215,6 +221,31 @@ def _name(line, header):
         return describe_run(run_key(values))
     except (KeyError, ValueError, csv.Error):
         return None
+
+
+def _read_text(path):
+    """The whole file as text; a BenchError (one line) if it is not UTF-8."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path} is not UTF-8 text (byte {exc.start}): it is not a flexsk "
+                         f"bench results file, or it is damaged. Pass --output NEWDIR to "
+                         f"start a new one.") from None
+
+
+def _unique(rows_and_lines, path):
+    """Drop the rows of a run already seen (a duplicated line), with a warning each."""
+    seen, kept = set(), []
+    for number, row, line in rows_and_lines:
+        key = run_key(row)
+        if key in seen:
+            warnings.warn(f"{path}, line {number} ({describe_run(key)}) repeats a run of an "
+                          f"earlier line; skipped.", RuntimeWarning, stacklevel=4)
+            continue
+        seen.add(key)
+        kept.append((number, row, line))
+    return kept
 
 
 def _header(path, text):
@@ -263,18 +294,17 @@ def read_results(path):
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_CSV
-    with open(path, newline="", encoding="utf-8") as f:
-        text = f.read()
+    text = _read_text(path)
     header = _header(path, text)
     rows = []
     for number, line in enumerate(_lines(text)[1:], start=2):
         try:
-            rows.append(_row(line, header, strict=False))
+            rows.append((number, _row(line, header, strict=False), line))
         except _Damaged as exc:
             run = _name(line, header)
             warnings.warn(f"{path}, line {number}{f' ({run})' if run else ''} is not a "
                           f"complete row ({exc}); skipped.", RuntimeWarning, stacklevel=3)
-    return rows
+    return [row for _, row, _ in _unique(rows, path)]
 
 
 def clean_results(path):
@@ -298,25 +328,24 @@ def clean_results(path):
     BenchConfigError
         If the header is not :data:`COLUMNS`.
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        text = f.read()
-    lines = _lines(text)
+    lines = _lines(_read_text(path))
     header = next(csv.reader(lines[:1]), None)
     if header != COLUMNS:
         raise BenchConfigError(
             f"{path} has columns {header}, not those of this version of flexsk bench. Pass "
             f"--output NEWDIR to start a new results file.")
-    finished, kept, dropped = set(), [], []
+    complete, dropped = [], []
     for number, line in enumerate(lines[1:], start=2):
         try:
-            finished.add(run_key(_row(line, COLUMNS, strict=True)))
-            kept.append(line)
+            complete.append((number, _row(line, COLUMNS, strict=True), line))
         except _Damaged as exc:
             dropped.append((number, _name(line, COLUMNS), str(exc)))
+    kept = _unique(complete, path)
+    finished = {run_key(row) for _, row, _ in kept}
     head = lines[0] if lines[0].endswith("\n") else lines[0] + "\r\n"
-    if dropped or head != lines[0]:
+    if dropped or len(kept) < len(complete) or head != lines[0]:
         with atomic_write(path, text=True) as f:
-            f.write(head + "".join(kept))
+            f.write(head + "".join(line for _, _, line in kept))
     return finished, dropped
 
 

@@ -1,6 +1,7 @@
 """The resumable runner: one locked writer per results directory, one CSV row per run."""
 
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -16,11 +17,13 @@ from tqdm.auto import tqdm
 
 from .. import FlexTuner
 from .._files import atomic_write
+from .._network import net_like
 from .._text import key_name
 from ..datasets import load_digits_source, make_digits_shift, train_val_test_split
 from ..metrics import map_at_k
 from ..zoo import load_source_net
-from ._config import (RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, STRATEGIES, BenchConfigError,
+from ._config import (REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, STRATEGIES,
+                      BenchConfigError,
                       BenchError, describe_config, estimator_settings, plan_runs, read_config,
                       write_config)
 from ._results import (CONFIG_JSON, LOCK_FILE, RESULTS_CSV, TIMING_JSON, appending,
@@ -150,6 +153,8 @@ def _run_one(run, scenario, config):
     X_train, y_train, X_val, y_val, X_test, y_test = scenario.split(run["ratio"],
                                                                     run["repeat"])
     net = scenario.net
+    if run["strategy"] in REFERENCES:
+        net = _reinitialized(net, run["repeat"])
     tuner = FlexTuner(net, keep_candidates=True, random_state=run["repeat"],
                       **estimator_settings(config), **STRATEGIES[run["strategy"]])
     tuner.fit(X_train, y_train, X_val=X_val, y_val=y_val)
@@ -180,6 +185,17 @@ def _run_one(run, scenario, config):
         row["source_map_at_10"] = map_at_k(tuner.pretrained_transform(X_test), y_test,
                                            gallery, scenario.y_source, k=config["map_k"])
     return row
+
+
+def _reinitialized(net, seed):
+    """A net like ``net`` whose weights are drawn anew (each module's reset_parameters)."""
+    module = copy.deepcopy(net.module_)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for submodule in module.modules():
+            if hasattr(submodule, "reset_parameters"):
+                submodule.reset_parameters()
+    return net_like(net, module)
 
 
 def _silent(*args, **kwargs):

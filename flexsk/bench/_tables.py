@@ -6,15 +6,16 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
+from .._ranking import ranked
 from .._text import format_table
-from ._config import LABELS, RETRIEVAL_STRATEGIES, STRATEGIES
+from ._config import LABELS, REFERENCES, RETRIEVAL_STRATEGIES, STRATEGIES
 from ._results import parse_row, run_key
 
 __all__ = ["FLEX_VARIANTS", "BASELINES", "TIE_TOLERANCE", "PAPER_WINS", "scenario_of", "label_of",
            "mean_accuracies", "bold_cells", "win_counts", "table3_markdown", "summary_line",
            "mean_accuracy_markdown", "versus_baselines_markdown", "picks_markdown",
            "win_counts_markdown", "selection_markdown", "retrieval_markdown", "regret_markdown",
-           "agreement_markdown", "refit_markdown"]
+           "agreement_markdown", "refit_markdown", "scratch_markdown"]
 
 FLEX_VARIANTS = ("flex", "fast", "faster")
 BASELINES = ("ft-fc-1", "ft-fc-2", "ft-ss", "ft-all")
@@ -139,9 +140,10 @@ def win_counts(rows, tol=TIE_TOLERANCE, field="test_accuracy"):
     means = mean_accuracies(rows, field)
     counts = Counter()
     for scenario in means.values():
-        best = max(scenario.values())
-        counts.update(s for s, m in scenario.items() if m >= best - tol - 1e-12)
-    strategies = _strategies_in(rows)
+        competing = {s: m for s, m in scenario.items() if s not in REFERENCES}
+        best = max(competing.values())
+        counts.update(s for s, m in competing.items() if m >= best - tol - 1e-12)
+    strategies = [s for s in _strategies_in(rows) if s not in REFERENCES]
     return len(means), {s: counts.get(s, 0) for s in strategies}
 
 
@@ -419,7 +421,7 @@ def win_counts_markdown(rows, tol=TIE_TOLERANCE):
     >>> print(win_counts_markdown(rows))  # doctest: +SKIP
     """
     rows = [parse_row(r) for r in rows]
-    strategies = _strategies_in(rows)
+    strategies = [s for s in _strategies_in(rows) if s not in REFERENCES]
     body = []
     for ratio in sorted({r["ratio"] for r in rows}):
         n, counts = win_counts([r for r in rows if r["ratio"] == ratio], tol)
@@ -495,6 +497,56 @@ def selection_markdown(rows, tol=TIE_TOLERANCE, *, digits=3):
 
 
 @validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
+def scratch_markdown(rows, *, digits=3):
+    """The scenarios where every fine-tuning strategy does worse than training from scratch.
+
+    ``scratch`` (see :data:`~flexsk.bench.REFERENCES`) trains the same
+    architecture from re-initialized weights on the same data. A scenario
+    where it beats the best fine-tuning strategy says that the pretrained
+    weights hurt there, or that fine-tuning stopped too early.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A sentence and, when there are any, a markdown table of those
+        scenarios.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, scratch_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(scratch_markdown(rows))  # doctest: +SKIP
+    """
+    means = mean_accuracies([parse_row(r) for r in rows])
+    with_scratch = {k: m for k, m in means.items()
+                    if "scratch" in m and any(s not in REFERENCES for s in m)}
+    if not with_scratch:
+        return "No scratch runs.\n"
+    body = []
+    for key, m in with_scratch.items():
+        tuned = {s: v for s, v in m.items() if s not in REFERENCES}
+        best = max(tuned, key=tuned.get)
+        if m["scratch"] > tuned[best]:
+            body.append([key[0], key[2] if key[1] == 1 else f"{key[2]} (3ch)", str(key[3]),
+                         f"{m['scratch']:.{digits}f}", f"{label_of(best)} {tuned[best]:.{digits}f}",
+                         f"{m['flex']:.{digits}f}" if "flex" in m else ""])
+    text = (f"Training from scratch beats every fine-tuning strategy in {len(body)} of "
+            f"{len(with_scratch)} scenarios.\n")
+    if body:
+        text += "\n" + format_table(["net", "shift", "ratio", "scratch", "best fine-tuning",
+                                     "flex"], body) + "\n"
+    return text
+
+
+@validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)
 def retrieval_markdown(rows, *, digits=3):
     """Table 4 style: mAP@10 of the tuned nets' embeddings against the source gallery.
 
@@ -560,19 +612,12 @@ def retrieval_markdown(rows, *, digits=3):
 
 
 def _pick(validation_scores, validation_losses, order, by_loss):
-    """The key a rule picks from stored validation scores: highest accuracy, then (new rule)
-    lowest loss, then forward order; non-finite losses last under the new rule."""
-    def loss(key):
-        value = validation_losses.get(key, np.nan)
-        return value if np.isfinite(value) else np.inf
-
-    def key(k):
-        position = order.index(k) if k in order else len(order)
-        if by_loss:
-            return (not np.isfinite(validation_losses.get(k, np.nan)), -validation_scores[k],
-                    loss(k), position)
-        return (-validation_scores[k], position)
-    return min(validation_scores, key=key)
+    """The key a rule picks from stored validation scores: the ranking rule
+    (:mod:`flexsk._ranking`), or with ``by_loss=False`` the former rule (highest
+    accuracy, then forward order)."""
+    keys = sorted(validation_scores, key=lambda k: order.index(k) if k in order else len(order))
+    scores = {k: validation_scores[k] for k in keys}
+    return ranked(scores, validation_losses if by_loss else None)[0]
 
 
 @validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)

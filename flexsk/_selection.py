@@ -1,0 +1,191 @@
+"""What a fit does after its strategy: check the outcome, then refit the pick.
+
+One rule for every strategy, built-in or a user's: the checks read the
+training runs and the :class:`~flexsk._strategies.Outcome`, never a
+strategy's name.
+"""
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass
+
+from ._exceptions import SelectionWarning
+from ._text import key_name
+from ._training import CrossValidation, Evaluation, FoldModules, Stopping
+
+__all__ = ["Selection", "select", "check_outcome", "refit_pick", "LOSS_GROWTH",
+           "REFIT_LENGTH"]
+
+#: The returned model's validation loss may be at most this many times the pretrained
+#: net's before a SelectionWarning says so. On the recorded trajectories of
+#: benchmarks/selection_study.py, the kept epoch's loss is at most 1.05 times its
+#: starting loss; lr=1e3 gives thousands (the user guide quotes the figures).
+LOSS_GROWTH = 10.0
+
+#: Refit trains for the selection run's best number of epochs ("epochs", full passes
+#: over training and validation data) or of optimizer steps ("steps"). Epochs did better
+#: on both sets of benchmarks/selection_study.py (the user guide quotes the figures).
+REFIT_LENGTH = "epochs"
+
+
+@dataclass
+class Selection:
+    """What a fit's selection produced: the strategy's outcome and the returned model."""
+
+    outcome: object
+    model: object
+    refit_epochs: object
+    refit_time: float
+    cross_validated: bool
+
+    def attributes(self, keep_candidates):
+        """FlexTuner's fitted attributes that describe the selection run, by name."""
+        outcome = self.outcome
+        tuned = outcome.tuned
+        proxies = outcome.proxy_scores
+        kept = tuned if keep_candidates else {outcome.selected: outcome.model}
+        return dict(
+            selected_unit_=outcome.selected,
+            proxy_scores_={k: v.accuracy if isinstance(v, Evaluation) else v
+                           for k, v in proxies.items()},
+            proxy_losses_={k: v.loss for k, v in proxies.items() if isinstance(v, Evaluation)},
+            validation_scores_={k: t.val_score for k, t in tuned.items()},
+            validation_losses_={k: t.val_loss for k, t in tuned.items()},
+            n_epochs_={k: t.n_epochs for k, t in tuned.items()},
+            best_epochs_={k: t.best_epoch for k, t in tuned.items()},
+            refit_epochs_=self.refit_epochs, refit_time_=self.refit_time,
+            # with cv, a candidate's models are one per fold: the first fold's stands for it
+            candidates_={k: t.module[0] if self.cross_validated else t.module
+                         for k, t in kept.items()})
+
+
+def select(ctx, strategy, options, *, refit=True):
+    """Run ``strategy`` on the training context, check its outcome, refit the pick."""
+    outcome = strategy(ctx, **options)
+    check_outcome(ctx, outcome)
+    model, refit_epochs, refit_time = outcome.model.module, None, 0.0  # cv implies refit
+    if refit:
+        started = time.perf_counter()
+        model, refit_epochs = refit_pick(ctx, outcome)
+        refit_time = time.perf_counter() - started
+    return Selection(outcome, model, refit_epochs, refit_time,
+                     isinstance(ctx, CrossValidation))
+
+
+def _warn(message):
+    warnings.warn(SelectionWarning(message), stacklevel=6)
+
+
+def leaf_runs(ft):
+    """Every training run with its own history: a cross-validated fit's per-fold runs."""
+    if isinstance(ft, CrossValidation):
+        return [run for fold in ft.folds for run in fold.runs]
+    return list(ft.runs)
+
+
+def check_outcome(ft, outcome):
+    """Raise when every run diverged; warn when the returned model means little.
+
+    The warnings say what happened: runs that diverged, proxies built from a
+    diverged donor, no candidate above the pretrained net (with what each
+    validation signal did), a returned model whose validation loss is far
+    above the pretrained net's, and a pick at chance level.
+    """
+    lr = ft.optimization.lr
+    runs = ft.runs
+    diverged = list(dict.fromkeys(key_name(key) for key, run in runs if run.diverged))
+    if runs and all(run.diverged for _, run in runs):
+        raise ValueError(
+            f"Training diverged (non-finite loss) at lr={lr:g} in every run "
+            f"({', '.join(diverged)}): nothing to select. Use a smaller lr.")
+    if diverged:
+        _warn(f"Training diverged (non-finite loss) at lr={lr:g} for {', '.join(diverged)}; "
+              f"diverged runs are never selected. A smaller lr may help.")
+        donor = outcome.donor
+        if donor is not None and any(key == donor and run.diverged for key, run in runs[:1]):
+            _warn(f"The {key_name(donor)!r} run that the proxy nets are built from diverged, "
+                  f"so the proxy scores mean nothing and the unit "
+                  f"{key_name(outcome.selected)!r} was picked blindly. Use a smaller lr, or "
+                  f"strategy='flex'.")
+    start = ft.pretrained_evaluation
+    proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
+    if not any(run.improved for _, run in runs) and not any(
+            proxy.improves_on(start) for proxy in proxies):
+        _warn(_nothing_improved(ft, outcome, start, lr))
+        return
+    chosen = outcome.model.evaluation
+    if chosen is None or not chosen.finite:
+        return
+    if start.finite and chosen.loss > LOSS_GROWTH * max(start.loss, 1e-12):
+        _warn(f"The returned {key_name(outcome.selected)!r} has a validation loss of "
+              f"{chosen.loss:.4g}, {chosen.loss / max(start.loss, 1e-12):.0f} times the "
+              f"pretrained net's {start.loss:.4g} (accuracy {chosen.accuracy:.3f} against "
+              f"{start.accuracy:.3f}): its predictions are confidently wrong where they are "
+              f"wrong. lr={lr:g} is likely too large; try a smaller one.")
+    chance = 1 / len(ft.data.classes)
+    if chosen.accuracy <= chance:
+        _warn(f"The selected {key_name(outcome.selected)!r} validates at chance level "
+              f"(accuracy {chosen.accuracy:.3f} with {len(ft.data.classes)} classes): training "
+              f"may need more epochs (a larger patience or max_epochs) or another lr.")
+
+
+def _nothing_improved(ft, outcome, start, lr):
+    """The message when no candidate ranks above the pretrained net: which signal moved."""
+    histories = [(key, [e for e in run.history[1:] if e is not None])
+                 for key, run in leaf_runs(ft) if run.history]
+    seen = [(key, e) for key, history in histories for e in history]
+    head = (f"No candidate ranks above the pretrained net on validation data (accuracy "
+            f"{start.accuracy:.3f}, loss {start.loss:.4g}), and no proxy net does: the selected "
+            f"{key_name(outcome.selected)!r} means nothing and the model is the pretrained one.")
+    if start.accuracy == 1.0:
+        return (f"{head} The pretrained net already classifies every validation sample "
+                f"correctly: there is nothing left to select on these data.")
+    finite = [(key, e) for key, e in seen if e.finite]
+    if not finite:
+        return f"{head} No run trained for a full epoch. Use a larger lr or more epochs."
+    top_key, top = max(finite, key=lambda item: item[1].accuracy)
+    low_key, low = min(finite, key=lambda item: item[1].loss)
+    accuracy = (f"the best accuracy any run reached was {top.accuracy:.3f} "
+                f"({key_name(top_key)!r}), with a higher loss" if top.accuracy > start.accuracy
+                else f"accuracy never rose above {start.accuracy:.3f}")
+    fell = low.loss < start.loss * (1 - 1e-3)
+    loss = (f"the validation loss fell from {start.loss:.4g} to {low.loss:.4g} "
+            f"({key_name(low_key)!r})" if fell else
+            f"the validation loss never fell below {start.loss:.4g}")
+    grew = any(not e.finite or e.loss > LOSS_GROWTH * start.loss for _, e in seen)
+    if grew:
+        advice = f"Training made the validation loss grow: lr={lr:g} may be too large; try a " \
+                 f"smaller one."
+    elif fell:
+        advice = ("Training was still lowering the loss when it stopped: a larger max_epochs "
+                  "or patience, or a larger lr, may let the accuracy follow.")
+    else:
+        advice = f"Use a larger lr (now {lr:g}) or more epochs."
+    return f"{head} {loss[0].upper()}{loss[1:]}, but {accuracy}. {advice}"
+
+
+def refit_pick(ft, outcome):
+    """Retrain the pick from the pretrained weights on training and validation data.
+
+    The run lasts as long as the selection run took to reach its best epoch,
+    counted in epochs (full passes over the larger data) or, with
+    REFIT_LENGTH="steps", in optimizer steps; a pick that peaked at epoch 0
+    stays the pretrained net. Returns the module and the epochs trained.
+    """
+    chosen = outcome.model
+    if chosen.best_epoch == 0:
+        return copy.deepcopy(ft.pretrained).eval(), 0
+    all_data = ft.on_all_data()
+    if REFIT_LENGTH == "steps":
+        steps = chosen.best_epoch * chosen.steps_per_epoch
+        stopping = Stopping(max_epochs=steps, max_steps=steps)
+    else:
+        stopping = Stopping(max_epochs=chosen.best_epoch)
+    run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
+    if run.diverged:
+        _warn(f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
+              f"diverged (non-finite loss); the model is the selection run's.")
+        module = chosen.module
+        return (module[0] if isinstance(module, FoldModules) else module), None
+    return run.module, run.n_epochs

@@ -1,0 +1,86 @@
+"""The scoring primitives beside training: proxy nets and relative gradient norms.
+
+Both score every unit without training it. They are methods of the training
+context (:meth:`FineTuning.proxy_evaluations`,
+:meth:`FineTuning.relative_gradient_norms`), which a cross-validated context
+averages over its folds.
+"""
+
+import copy
+
+import torch
+
+from .. import _surgery
+from .._locks import forward_pass
+from ._data import gather, seed_for
+
+__all__ = ["proxy_evaluations", "relative_gradient_norms"]
+
+
+def proxy_evaluations(ft, donor):
+    """Validation accuracy and loss of every proxy net: pretrained, one unit from ``donor``.
+
+    Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so one
+    pretrained pass gives every cuttable unit's input, and each proxy only
+    runs its suffix.
+    """
+    inputs = ft.cache.val_inputs([unit.name for unit in ft.units])
+    workspace = copy.deepcopy(ft.pretrained)
+    evaluations = {}
+    for unit in ft.units:
+        with _surgery.unit_from(workspace, donor, unit):
+            if unit.name in inputs:
+                evaluations[unit.name] = ft.evaluate(ft.cache.suffix(workspace, unit.name),
+                                                     inputs[unit.name])
+            else:
+                evaluations[unit.name] = ft.evaluate(workspace)
+    return evaluations
+
+
+def relative_gradient_norms(ft, n_batches=4):
+    """Relative gradient norm of every unit at the pretrained weights (Auto-RGN).
+
+    For every parameter tensor ``p`` of a unit, ``||grad p|| / ||p||`` of
+    the training loss on one minibatch of target training data, averaged
+    over the first ``n_batches`` minibatches of a seeded shuffle (at most
+    one epoch's worth); a unit's score is the mean over its tensors
+    (Lee et al., "Surgical fine-tuning", ICLR 2023). Nothing is trained:
+    gradients are taken on a copy of the pretrained net, with no optimizer
+    step, and the whole net runs in eval mode, so BatchNorm statistics and
+    dropout stay as pretrained. Tensors of norm zero are left out (their
+    ratio is undefined); a unit with none scores 0.
+
+    Returns
+    -------
+    dict
+        Unit name -> score, in forward order.
+    """
+    data, opt = ft.data, ft.optimization
+    module = copy.deepcopy(ft.pretrained).eval()
+    named = dict(module.named_parameters())
+    owned = {unit.name: [n for n in named if unit.owns(n)] for unit in ft.units}
+    names = [n for unit_names in owned.values() for n in unit_names]
+    tensors = [named[n].requires_grad_(True) for n in names]
+    norms = {n: named[n].detach().norm().item() for n in names}
+    seed = seed_for(ft.base_seed, "rgn")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for X, y in data.train.train_batches(opt.batch_size, generator):
+        chosen.append((X, y))
+        if len(chosen) == n_batches:
+            break
+    ratios = dict.fromkeys(names, 0.0)
+    with torch.random.fork_rng(devices=ft.device_ids):
+        torch.manual_seed(seed)
+        for X, y in chosen:
+            with ft.autocast(), forward_pass():
+                loss = opt.get_loss(gather(module(X), data.classes, opt.probabilities), y)
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+            for name, grad in zip(names, grads):
+                if grad is not None and norms[name] > 0:
+                    ratios[name] += grad.norm().item() / norms[name] / len(chosen)
+    scores = {}
+    for unit_name, unit_names in owned.items():
+        scored = [ratios[n] for n in unit_names if norms[n] > 0]
+        scores[unit_name] = sum(scored) / len(scored) if scored else 0.0
+    return scores

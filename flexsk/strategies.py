@@ -1,0 +1,87 @@
+"""Selection strategies: the built-in ones, and what you need to write your own.
+
+A strategy is a *schedule*: a function that receives a
+:class:`TrainingContext` and returns an :class:`Outcome`. The context trains
+and scores (:meth:`~TrainingContext.tune`, :meth:`~TrainingContext.evaluate`,
+proxies, gradient norms); the schedule only decides what to train, in what
+order, and which model to keep. Pass a schedule, or a :class:`Strategy`
+record that wraps one, as ``FlexTuner(strategy=...)``: it then runs under
+``cv``, ``n_jobs``, ``refit``, ``max_units`` and the progress bar like the
+built-in strategies, which are written the same way (:data:`BUILTIN`).
+
+Read more in :ref:`custom_strategies`.
+
+Examples
+--------
+>>> from flexsk.strategies import Outcome, best_of
+>>> def last_two(ctx):
+...     '''Flex-tuning over the last two units only.'''
+...     keys = [unit.name for unit in ctx.units[-2:]]
+...     tuned = ctx.tune_many(keys)
+...     return Outcome(best_of({k: t.evaluation for k, t in tuned.items()}), tuned)
+"""
+
+from types import MappingProxyType
+from typing import Protocol
+
+from ._strategies import STRATEGIES, Outcome, Strategy, best_of
+from ._training import Evaluation, Stopping, Tuned, rank
+
+__all__ = ["BUILTIN", "Evaluation", "Outcome", "Stopping", "Strategy", "TrainingContext",
+           "Tuned", "best_of", "rank"]
+
+#: The built-in strategies by name: ``FlexTuner(strategy=name)``.
+BUILTIN = MappingProxyType(STRATEGIES)
+
+
+class TrainingContext(Protocol):
+    """What a strategy's schedule receives: the training and scoring primitives of a fit.
+
+    One context per fit; with ``cv`` it is cross-validated, and every method
+    below then runs on each fold and returns the mean over the folds (a
+    trained module is then one per fold, and may be passed back as it is).
+    A schedule written against this interface needs nothing else to work
+    under ``cv``, ``n_jobs`` (:meth:`tune_many` trains in parallel),
+    ``refit`` and ``max_units``.
+
+    Attributes
+    ----------
+    units : list
+        The units in forward order; each has a ``name``.
+    pretrained : torch.nn.Module
+        The pretrained network (never modify it).
+    stopping : Stopping
+        How long a run lasts by default (FlexTuner's ``max_epochs`` and
+        ``patience``); ``stopping.replace(max_epochs=1, patience=None)``
+        gives another.
+    """
+
+    units: list
+    pretrained: object
+    stopping: Stopping
+
+    def tune(self, key, *, start=None, stopping=None, keep_best=True) -> Tuned:
+        """Fine-tune a unit (its name), a tuple of unit names, ``"all"`` or ``"ss"``
+        (scale-and-shift), from ``start`` (the pretrained weights by default), until
+        validation stops making progress; keep the best epoch (or, with
+        ``keep_best=False``, the last). The run's seed derives from ``key``."""
+
+    def tune_many(self, keys) -> dict:
+        """:meth:`tune` each key from the pretrained weights, in parallel with ``n_jobs``:
+        key -> :class:`Tuned`."""
+
+    def evaluate(self, module) -> Evaluation:
+        """Validation accuracy and loss of ``module``."""
+
+    def proxy_evaluations(self, donor) -> dict:
+        """For each unit, the pretrained net with that unit's weights taken from
+        ``donor``, scored on validation data (Algorithm 2's proxies): unit name ->
+        :class:`Evaluation`."""
+
+    def relative_gradient_norms(self, n_batches=4) -> dict:
+        """For each unit, the mean over its parameter tensors of ``||grad|| / ||w||`` at
+        the pretrained weights, on ``n_batches`` minibatches: unit name -> float."""
+
+    def prefetch(self, keys):
+        """Compute the frozen prefixes of several runs' inputs in one pass (an
+        optimization; the results do not depend on it)."""

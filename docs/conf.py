@@ -82,7 +82,8 @@ numpydoc_validation_checks = {"PR01", "PR02", "EX01"}
 numpydoc_validation_exclude = {
     r"\.[A-Z]\w*\.\w+$",  # methods and properties of classes
     r"\.[A-Z][A-Z0-9_]*$",  # constants
-    r"^flexsk\.(metrics|datasets|zoo|plot|adapters|bench)$",  # module docstrings
+    r"^flexsk\.(metrics|datasets|zoo|plot|adapters|bench|strategies)$",  # module docstrings
+    r"^flexsk\.strategies\.TrainingContext$",  # a Protocol: documented, never constructed
 }
 
 # -- MyST ----------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ from collections import namedtuple
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from sklearn.utils._param_validation import StrOptions, validate_params
+from sklearn.utils._param_validation import validate_params
 from torch import nn
 
 from ._inputs import check_tensor, dataset_inputs, is_dataset, loader_kwargs
 from ._locks import forward_pass
 from ._network import device_of, pretrained_module
-from ._units import resolve_units
+from ._units import UNITS_CONSTRAINT, resolve_units
 
 __all__ = ["UnitPreview", "preview_units"]
 
@@ -41,7 +41,7 @@ class UnitPreview(namedtuple("UnitPreview", ["name", "members", "n_parameters"])
 
 
 @validate_params({"base_net": [NeuralNetClassifier, nn.Module], "X": "no_validation",
-                  "units": [StrOptions({"auto", "blocks"}), list, tuple, dict]},
+                  "units": UNITS_CONSTRAINT},
                  prefer_skip_nested_validation=True)
 def preview_units(base_net, X, units="auto"):
     """The units a network splits into, in forward order, before fitting.

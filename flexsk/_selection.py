@@ -19,8 +19,8 @@ __all__ = ["Selection", "select", "check_outcome", "refit_pick", "LOSS_GROWTH",
 
 #: The returned model's validation loss may be at most this many times the pretrained
 #: net's before a SelectionWarning says so. On the recorded trajectories of
-#: benchmarks/selection_study.py, the kept epoch's loss is at most 1.05 times its
-#: starting loss; lr=1e3 gives thousands (the user guide quotes the figures).
+#: benchmarks/selection_study.py, the kept epoch's loss is at most 1.014 times its
+#: starting loss (the user guide quotes the figures).
 LOSS_GROWTH = 10.0
 
 #: Refit trains for the selection run's best number of epochs ("epochs", full passes

@@ -1,7 +1,8 @@
 """Network surgery: freezing, train/eval modes, swapping units, scale-and-shift.
 
-Strategies never touch ``requires_grad``, module modes or state dicts
-themselves; they go through the functions here.
+The training context (:mod:`flexsk._training`) freezes, sets modes and swaps
+weights only through the functions here; strategies do none of it: they
+name what to train, and the context does the surgery.
 """
 
 import contextlib

@@ -26,9 +26,11 @@ from ._network import (device_of, expected_input, first_output, loss_of, net_lik
 from ._locks import forward_pass
 from ._selection import select
 from ._strategies import STRATEGIES, Strategy
+from ._strategies._defaults import (HALVING_FACTOR, HALVING_MIN_EPOCHS, MAX_UNITS,
+                                    N_FC_UNITS, PAIR_MARGIN)
 from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
                         gather, make_folds, samples_of, seed_for)
-from ._units import resolve_units
+from ._units import UNITS_CONSTRAINT, resolve_units
 
 __all__ = ["FlexTuner"]
 
@@ -238,14 +240,14 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "base_net": [NeuralNetClassifier],
-        "units": [StrOptions({"auto", "blocks"}), list, tuple, dict],
+        "units": UNITS_CONSTRAINT,
         "strategy": [StrOptions(set(STRATEGIES)), Strategy, callable],
         "n_fc_units": [Interval(Integral, 1, None, closed="left")],
         "max_units": [Interval(Integral, 1, None, closed="left")],
         "pair_margin": [Interval(Real, 0, 1, closed="both")],
         "halving_factor": [Interval(Real, 1, None, closed="neither")],
         "halving_min_epochs": [Interval(Integral, 1, None, closed="left")],
-        "pixel_adapter": [StrOptions({"color", "spatial", "unet", "auto"}), None],
+        "pixel_adapter": [StrOptions(set(adapters.ADAPTERS) | {"auto"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
@@ -257,7 +259,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "embedding_unit": [str, None],
         "activation_cache": [StrOptions({"auto"}), "boolean"],
         "activation_cache_bytes": [Interval(Integral, 0, None, closed="left")],
-        "precision": [StrOptions({"float32", "bfloat16"})],
+        "precision": [StrOptions(set(_AUTOCAST_DTYPES))],
         "channels_last": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -265,8 +267,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "on_epoch": [callable, None],
     }
 
-    def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=1,
-                 max_units=1, pair_margin=0.01, halving_factor=3, halving_min_epochs=3,
+    def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=N_FC_UNITS,
+                 max_units=MAX_UNITS, pair_margin=PAIR_MARGIN, halving_factor=HALVING_FACTOR,
+                 halving_min_epochs=HALVING_MIN_EPOCHS,
                  pixel_adapter=None,
                  validation_fraction=0.2, max_epochs="auto", patience="auto", refit=True, cv=None,
                  lr=None,
@@ -343,6 +346,16 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
+
+    def __repr__(self, N_CHAR_MAX=700):
+        # FlexTuner's own changed settings first; the base net as a one-line summary
+        # (its module and parameter count), without skorch's internals.
+        from sklearn.utils._pprint import _changed_params
+
+        changed = {k: v for k, v in _changed_params(self).items() if k != "base_net"}
+        settings = [f"{k}={_short_repr(v)}" for k, v in changed.items()]
+        text = f"{type(self).__name__}({', '.join(settings + [_net_summary(self.base_net)])})"
+        return text if len(text) <= N_CHAR_MAX else text[:N_CHAR_MAX - 4] + "...)"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -943,6 +956,28 @@ def _training_callbacks(net):
             f"stopping is FlexTuner's patience and max_epochs; to observe training, pass "
             f"on_epoch.", UserWarning, stacklevel=5)
     return tuple(applied)
+
+
+def _short_repr(value):
+    """A parameter value as code, functions and classes by name."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return value.__qualname__
+    return repr(value)
+
+
+def _net_summary(net):
+    """``base_net=NeuralNetClassifier(Conv4, 153,610 parameters)``: class and size."""
+    module = getattr(net, "module_", None) or getattr(net, "module", None)
+    if module is None:
+        return f"base_net={net!r}"
+    name = module.__name__ if isinstance(module, type) else type(module).__name__
+    size = ""
+    if isinstance(module, torch.nn.Module):
+        try:
+            size = f", {sum(p.numel() for p in module.parameters()):,} parameters"
+        except ValueError:  # lazy modules before their first forward pass
+            size = ", lazy"
+    return f"base_net={type(net).__name__}({name}{size})"
 
 
 def _write(line):

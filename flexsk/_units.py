@@ -10,9 +10,11 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 
-__all__ = ["Unit", "RESERVED_NAMES", "resolve_units", "forward_order", "valid_names"]
+__all__ = ["Unit", "RESERVED_NAMES", "UNIT_RULES", "UNITS_CONSTRAINT", "resolve_units",
+           "forward_order", "valid_names"]
 
 #: Keys of the results that are not units: ft-all and scale-and-shift.
 RESERVED_NAMES = ("all", "ss")
@@ -195,6 +197,36 @@ def _children_units(container, prefix):
             if _owns_parameters(c)}
 
 
+def _children(module):
+    """``units="auto"``: one unit per top-level child that owns parameters."""
+    return {name: [name] for name, child in module.named_children() if _owns_parameters(child)}
+
+
+def _explicit_groups(units):
+    """A list of module names, or a dict of named groups of members: name -> members."""
+    groups = {}
+    if isinstance(units, dict):
+        for group, names in units.items():
+            if not isinstance(group, str):
+                raise ValueError(f"Unit group names must be strings, got {group!r}.")
+            groups[group] = [names] if isinstance(names, str) else list(names)
+        return groups
+    for name in units:
+        if not isinstance(name, str):
+            raise ValueError(f"units must hold module names (str), got {name!r}.")
+        if name in groups:
+            raise ValueError(f"Unit {name!r} is listed twice.")
+        groups[name] = [name]
+    return groups
+
+
+#: The rules ``units`` names: rule -> function(module) -> {unit name: [module names]}.
+#: A new rule is its function and one line here; FlexTuner and preview_units accept it.
+UNIT_RULES = {"auto": _children, "blocks": _blocks}
+#: The ``units`` parameter's constraint, shared by FlexTuner and preview_units.
+UNITS_CONSTRAINT = [StrOptions(set(UNIT_RULES)), list, tuple, dict]
+
+
 def resolve_units(module, units, probe):
     """Turn the ``units`` parameter into a list of :class:`Unit` in forward order.
 
@@ -222,31 +254,15 @@ def resolve_units(module, units, probe):
     list of Unit
     """
     automatic = isinstance(units, str)
-    if automatic:  # "auto" or "blocks", checked by the parameter constraints
-        if units == "blocks":
-            groups = _blocks(module)
-        else:
-            groups = {name: [name] for name, child in module.named_children()
-                      if _owns_parameters(child)}
+    if automatic:  # a rule of UNIT_RULES, checked by the parameter constraints
+        groups = UNIT_RULES[units](module)
         for name in groups:
             if name in RESERVED_NAMES:
                 raise ValueError(
                     f"The network has a child module named {name!r}, a reserved unit name; "
                     f"pass units explicitly.")
-    elif isinstance(units, dict):
-        groups = {}
-        for group, names in units.items():
-            if not isinstance(group, str):
-                raise ValueError(f"Unit group names must be strings, got {group!r}.")
-            groups[group] = [names] if isinstance(names, str) else list(names)
     else:
-        groups = {}
-        for name in units:
-            if not isinstance(name, str):
-                raise ValueError(f"units must hold module names (str), got {name!r}.")
-            if name in groups:
-                raise ValueError(f"Unit {name!r} is listed twice.")
-            groups[name] = [name]
+        groups = _explicit_groups(units)
     if not groups and not automatic:
         raise ValueError("units is empty: list at least one module (or pass units='auto').")
     if not groups:

@@ -133,50 +133,40 @@ def test_every_strategy_refits_the_pick_only(conv7, target, strategy):
     assert conv7.module_.state_dict().keys() == tuner.net_.module_.state_dict().keys()
 
 
-def test_refit_trains_on_training_and_validation_data_for_the_peak_epochs(conv4, target,
-                                                                          monkeypatch):
-    runs = []
-    original = FineTuning.tune
+def _steps_per_epoch(records, refit):
+    """Optimizer steps of the first epoch of the selection run or of the refit."""
+    return next(r.n_steps for r in records if r.refit == refit and r.epoch == 1)
 
-    def spy(self, key, **kwargs):
-        tuned = original(self, key, **kwargs)
-        runs.append((len(self.data.train), self.data.val is None, tuned))
-        return tuned
 
-    monkeypatch.setattr(FineTuning, "tune", spy)
-    tuner = fit(conv4, target, strategy="ft-all")
-    (n_train, no_val, selection), (n_all, refit_no_val, refit) = runs
-    assert n_train == len(target["y"]) and not no_val
-    assert n_all == len(target["y"]) + len(target["y_val"]) and refit_no_val
-    assert selection.best_epoch >= 1
-    assert refit.n_epochs == selection.best_epoch == tuner.refit_epochs_
-    assert refit.n_steps == refit.n_epochs * refit.steps_per_epoch  # full passes
+def test_refit_trains_on_training_and_validation_data_for_the_peak_epochs(conv4, target):
+    records = []
+    tuner = fit(conv4, target, strategy="ft-all", on_epoch=records.append)
+    # batches of 32: 100 training images are 4 steps, with the 200 validation ones 10
+    assert _steps_per_epoch(records, refit=False) == 4
+    assert _steps_per_epoch(records, refit=True) == 10
+    refit = [r for r in records if r.refit]
+    assert all(r.val_accuracy is None for r in refit)
+    assert tuner.best_epochs_["all"] >= 1
+    assert refit[-1].epoch == tuner.best_epochs_["all"] == tuner.refit_epochs_
+    assert refit[-1].n_steps == 10 * tuner.refit_epochs_  # full passes
 
 
 def test_refit_for_the_peak_steps(conv4, target, monkeypatch):
     from flexsk import _selection
 
     monkeypatch.setattr(_selection, "REFIT_LENGTH", "steps")
-    runs = []
-    original = FineTuning.tune
-    monkeypatch.setattr(FineTuning, "tune", lambda self, key, **kwargs: runs.append(
-        original(self, key, **kwargs)) or runs[-1])
-    fit(conv4, target, strategy="ft-all")
-    selection, refit = runs
-    assert refit.n_steps == selection.best_epoch * selection.steps_per_epoch
+    records = []
+    tuner = fit(conv4, target, strategy="ft-all", on_epoch=records.append)
+    assert [r for r in records if r.refit][-1].n_steps == 4 * tuner.best_epochs_["all"]
 
 
-def test_refit_with_the_internal_split_uses_every_sample(conv4, target, monkeypatch):
-    sizes = []
-    original = FineTuning.tune
-
-    def spy(self, key, **kwargs):
-        sizes.append(len(self.data.train))
-        return original(self, key, **kwargs)
-
-    monkeypatch.setattr(FineTuning, "tune", spy)
-    FlexTuner(conv4, strategy="ft-fc", **FAST).fit(target["X"], target["y"])
-    assert sizes == [80, 100]
+def test_refit_with_the_internal_split_uses_every_sample(conv4, target):
+    records = []
+    FlexTuner(conv4, strategy="ft-fc", on_epoch=records.append, **FAST).fit(
+        target["X"], target["y"])
+    # 80 of the 100 images train the selection run (3 batches of 32), all 100 the refit (4)
+    assert _steps_per_epoch(records, refit=False) == 3
+    assert _steps_per_epoch(records, refit=True) == 4
 
 
 def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target, monkeypatch):
@@ -310,21 +300,39 @@ def test_a_single_class_raises(conv4, target):
 # -- patience -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_per_class", [2, 10])
-def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypatch, n_per_class):
-    from flexsk._tuner import AUTO_PATIENCE_EPOCHS, AUTO_PATIENCE_STEPS
-
+@pytest.mark.parametrize("n_per_class, patience", [
+    (2, 40),   # 20 images, one step an epoch: 40 epochs are 40 steps
+    (10, 10),  # 100 images, 4 steps an epoch: 10 epochs are 40 steps
+    (40, 5),   # the whole pool, 13 steps an epoch: 5 epochs
+])
+def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypatch,
+                                                        n_per_class, patience):
     # one improvement, then nothing: the run stops after patience more epochs
     Scripted([(0.1, 1.0), (0.5, 1.0)]).install(monkeypatch)
     keep = np.concatenate([np.flatnonzero(target["y"] == c)[:n_per_class] for c in range(10)])
+    pool = target["X"] if n_per_class <= 10 else np.concatenate([target["X"]] * 4)
+    labels = target["y"] if n_per_class <= 10 else np.concatenate([target["y"]] * 4)
+    if n_per_class > 10:
+        keep = np.arange(len(labels))
     tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, random_state=0,
-                      refit=False).fit(target["X"][keep], target["y"][keep],
+                      refit=False).fit(pool[keep], labels[keep],
                                        X_val=target["X_val"], y_val=target["y_val"])
-    steps_per_epoch = -(-len(keep) // conv4.batch_size)  # batch size 32
-    patience = max(AUTO_PATIENCE_EPOCHS, -(-AUTO_PATIENCE_STEPS // steps_per_epoch))
     assert tuner.best_epochs_ == {"fc2": 1}
     assert tuner.n_epochs_ == {"fc2": 1 + patience}
     assert FlexTuner(conv4).patience == "auto"
+
+
+@pytest.mark.parametrize("n_per_class, max_epochs", [(2, 400), (10, 100)])
+def test_auto_max_epochs_is_at_least_400_optimizer_steps(conv4, target, monkeypatch,
+                                                         n_per_class, max_epochs):
+    # the loss falls a little every epoch: the run goes on until max_epochs
+    losses = [(0.5, 10.0 - 0.01 * epoch) for epoch in range(500)]
+    Scripted(losses).install(monkeypatch)
+    keep = np.concatenate([np.flatnonzero(target["y"] == c)[:n_per_class] for c in range(10)])
+    tuner = FlexTuner(conv4, strategy="ft-fc", random_state=0, refit=False).fit(
+        target["X"][keep], target["y"][keep], X_val=target["X_val"], y_val=target["y_val"])
+    assert tuner.n_epochs_ == {"fc2": max_epochs} == tuner.best_epochs_
+    assert FlexTuner(conv4).max_epochs == "auto"
 
 
 # -- cross-validated selection ------------------------------------------------------------------

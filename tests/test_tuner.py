@@ -686,3 +686,15 @@ def test_verbose_two_prints_every_epoch(conv4, target, capsys):
     fit(conv4, target, strategy="ft-fc", max_epochs=2, patience=None, verbose=2)
     out = capsys.readouterr().out
     assert out.count("[fc2] epoch") == 2
+
+
+def test_a_short_repr_with_the_tuners_own_settings_first(conv4):
+    text = repr(FlexTuner(conv4, strategy="flex"))
+    assert len(text) <= 200 and text.startswith("FlexTuner(strategy='flex', base_net=")
+    n_params = sum(p.numel() for p in conv4.module_.parameters())
+    assert text.endswith(f"base_net=NeuralNetClassifier(Sequential, {n_params:,} parameters))")
+    assert repr(FlexTuner(conv4, lr=0.01, max_epochs=3)).startswith(
+        "FlexTuner(lr=0.01, max_epochs=3, base_net=")
+    with pytest.raises(ValueError) as caught:
+        FlexTuner(conv4, strategy="fastest").fit(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1])
+    assert "_params_to_validate" not in str(caught.value) and len(str(caught.value)) < 300

@@ -12,7 +12,7 @@ __all__ = ["Outcome", "best_of"]
 class Outcome:
     """What a strategy returns.
 
-    Attributes
+    Parameters
     ----------
     selected : str or tuple of str
         Key of the returned model in ``tuned``: a unit name, a tuple of unit
@@ -26,6 +26,13 @@ class Outcome:
     donor : str or None
         Key of the run whose weights the proxy nets took (fast, faster: ``"all"``),
         so that a diverged donor is reported; None when there is none.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Outcome, best_of
+    >>> def last_two(ctx):
+    ...     tuned = ctx.tune_many([unit.name for unit in ctx.units[-2:]])
+    ...     return Outcome(best_of({k: t.evaluation for k, t in tuned.items()}), tuned)
     """
 
     selected: object
@@ -45,6 +52,24 @@ def best_of(evaluations):
     tie the earliest unit wins and a single unit beats ``"all"``. Diverged
     runs (non-finite loss) never win unless nothing else is there. Plain
     numbers (relative gradient norms) rank by value, the earliest on ties.
+
+    Parameters
+    ----------
+    evaluations : dict
+        Key -> :class:`~flexsk.strategies.Evaluation`, or key -> float, in
+        forward order.
+
+    Returns
+    -------
+    key
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Evaluation, best_of
+    >>> best_of({"conv1": Evaluation(0.8, 0.5), "fc1": Evaluation(0.8, 0.4)})
+    'fc1'
+    >>> best_of({"conv1": 0.2, "fc1": 0.2})
+    'conv1'
     """
     if all(isinstance(v, (int, float)) for v in evaluations.values()):
         return ranked(evaluations)[0]

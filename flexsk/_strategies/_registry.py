@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ._outcome import Outcome
+from ._defaults import MAX_UNITS, PAIR_MARGIN
 from .combine import add_units
 
 __all__ = ["Strategy"]
@@ -13,7 +14,7 @@ __all__ = ["Strategy"]
 class Strategy:
     """A selection strategy: its schedule and what FlexTuner needs to know about it.
 
-    Attributes
+    Parameters
     ----------
     name : str
         The ``strategy`` parameter's value for a built-in; a label otherwise
@@ -30,6 +31,15 @@ class Strategy:
         ``pair_margin`` can grow its pick.
     options : tuple of str
         The FlexTuner parameters the schedule takes.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Outcome, Strategy
+    >>> def last_unit(ctx):
+    ...     name = ctx.units[-1].name
+    ...     return Outcome(name, {name: ctx.tune(name)})
+    >>> Strategy("last-unit", last_unit, n_runs=lambda n_units: 1)
+    Strategy('last-unit', last_unit)
     """
 
     name: str
@@ -38,7 +48,13 @@ class Strategy:
     single_unit: bool = False
     options: tuple = ()
 
-    def __call__(self, ft, *, max_units=1, pair_margin=0.01, **options):
+    def __repr__(self):
+        schedule = getattr(self.schedule, "__qualname__", repr(self.schedule))
+        return (f"Strategy({self.name!r}, {schedule}"
+                + (", single_unit=True" if self.single_unit else "") + ")")
+
+    def __call__(self, ft, *, max_units=MAX_UNITS, pair_margin=PAIR_MARGIN,
+                 **options):
         """Run the schedule with its own options; grow a single unit up to ``max_units``."""
         outcome = self.schedule(ft, **{k: options[k] for k in self.options if k in options})
         if not isinstance(outcome, Outcome):
@@ -53,7 +69,7 @@ class Strategy:
             outcome = add_units(ft, outcome, max_units=max_units, pair_margin=pair_margin)
         return outcome
 
-    def total_runs(self, n_units, *, max_units=1, **options):
+    def total_runs(self, n_units, *, max_units=MAX_UNITS, **options):
         """Upper bound of the training runs, pairs of ``max_units`` included; None if
         unknown."""
         if self.n_runs is None:

@@ -1,5 +1,6 @@
 """The paper's baselines (Section 5.1): ft-all, ft-fc and ft-ss."""
 
+from ._defaults import N_FC_UNITS
 from ._outcome import Outcome
 
 __all__ = ["ft_all", "ft_fc", "ft_ss", "one_run"]
@@ -10,7 +11,7 @@ def ft_all(ft):
     return Outcome("all", {"all": ft.tune("all")})
 
 
-def ft_fc(ft, *, n_fc_units=1):
+def ft_fc(ft, *, n_fc_units=N_FC_UNITS):
     """Fine-tune the last ``n_fc_units`` units together (the paper's ft-fc (1) and (2))."""
     last = tuple(unit.name for unit in ft.units[-n_fc_units:])
     key = last[0] if n_fc_units == 1 else last

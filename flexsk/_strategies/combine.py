@@ -8,11 +8,12 @@ by more than a margin. The same step repeats up to ``max_units`` units.
 """
 
 from ._outcome import Outcome, best_of
+from ._defaults import MAX_UNITS, PAIR_MARGIN
 
 __all__ = ["add_units"]
 
 
-def add_units(ft, outcome, *, max_units=1, pair_margin=0.01):
+def add_units(ft, outcome, *, max_units=MAX_UNITS, pair_margin=PAIR_MARGIN):
     """Greedily grow ``outcome``'s selected unit into a tuple of up to ``max_units`` units.
 
     Parameters

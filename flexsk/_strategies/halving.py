@@ -3,12 +3,14 @@
 import math
 
 from .._training import Tuned, rank
+from ._defaults import HALVING_FACTOR, HALVING_MIN_EPOCHS
 from ._outcome import Outcome
 
 __all__ = ["halving", "n_runs"]
 
 
-def halving(ft, *, halving_factor=3, halving_min_epochs=3):
+def halving(ft, *, halving_factor=HALVING_FACTOR,
+            halving_min_epochs=HALVING_MIN_EPOCHS):
     """Successive halving over every unit and all units (flex's L + 1 candidates).
 
     Modelled on :class:`sklearn.model_selection.HalvingGridSearchCV`, with
@@ -66,7 +68,8 @@ def _train_on(ft, key, previous, stopping):
                  previous.improved or run.improved)
 
 
-def n_runs(n_units, *, halving_factor=3, halving_min_epochs=3):
+def n_runs(n_units, *, halving_factor=HALVING_FACTOR,
+           halving_min_epochs=HALVING_MIN_EPOCHS):
     n, runs = n_units + 1, 1  # the survivor's last run
     while n > 1:
         runs += n

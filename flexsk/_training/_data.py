@@ -227,9 +227,22 @@ class TargetData:
 class Stopping:
     """How long one training run lasts.
 
-    ``max_epochs`` full passes over the training data at most; ``patience``
-    epochs without improvement on validation stop it (None: never);
-    ``max_steps``, when set, caps optimizer steps (a refit's length).
+    Parameters
+    ----------
+    max_epochs : int
+        Full passes over the training data, at most.
+    patience : int or None, default=None
+        Epochs without progress on validation (a better epoch, or a new
+        minimum of the validation loss) after which the run stops; None:
+        never.
+    max_steps : int or None, default=None
+        Optimizer steps, at most (a refit's length).
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Stopping
+    >>> Stopping(max_epochs=100, patience=5).replace(max_epochs=1, patience=None)
+    Stopping(max_epochs=1, patience=None, max_steps=None)
     """
 
     max_epochs: int

@@ -1,10 +1,14 @@
-"""The training primitive and the scoring primitive.
+"""The training context of one fit: the training primitive and the scoring primitives.
 
-Every strategy (``flexsk/_strategies``) is a schedule of two operations:
+Every strategy (``flexsk/_strategies``, or a user's) is a schedule over the
+methods of :class:`FineTuning` (the :class:`~flexsk.strategies.TrainingContext`):
 
 * :meth:`FineTuning.tune`: train a selection of units, from given weights,
-  until validation stops improving; restore the best weights.
-* :meth:`FineTuning.evaluate`: validation accuracy and loss of some weights.
+  until validation stops making progress; keep the best epoch. Its steps are
+  set-up, epochs, evaluation and stopping, and finish;
+* :meth:`FineTuning.tune_many`: independent runs, in parallel with ``n_jobs``;
+* :meth:`FineTuning.evaluate`, :meth:`FineTuning.proxy_evaluations` and
+  :meth:`FineTuning.relative_gradient_norms`: scores of given weights.
 
 Models are ranked by validation accuracy, then validation loss (lower wins),
 then forward order (:func:`rank`). A run keeps the weights of its best epoch
@@ -40,7 +44,21 @@ LOSS_RTOL = 1e-4
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Validation accuracy and loss (the criterion on the target classes) of some weights."""
+    """Validation accuracy and loss (the criterion on the target classes) of some weights.
+
+    Parameters
+    ----------
+    accuracy : float
+        Fraction of validation samples classified correctly.
+    loss : float
+        Mean validation loss; NaN for a run that diverged.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Evaluation
+    >>> Evaluation(0.9, 0.3).improves_on(Evaluation(0.9, 0.4))
+    True
+    """
 
     accuracy: float
     loss: float
@@ -65,6 +83,22 @@ def rank(evaluations):
     The ranking rule (:mod:`flexsk._ranking`): higher accuracy first, then
     lower loss, then the earlier key (callers list units in forward order and
     ``"all"`` last); evaluations whose loss is not finite (diverged runs) last.
+
+    Parameters
+    ----------
+    evaluations : dict
+        Key -> :class:`Evaluation`, in forward order.
+
+    Returns
+    -------
+    list
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Evaluation, rank
+    >>> rank({"conv1": Evaluation(0.8, 0.5), "fc1": Evaluation(0.8, 0.4),
+    ...       "all": Evaluation(0.7, 0.3)})
+    ['fc1', 'conv1', 'all']
     """
     return ranked({key: e.accuracy for key, e in evaluations.items()},
                   {key: e.loss for key, e in evaluations.items()})
@@ -74,7 +108,10 @@ def rank(evaluations):
 class Tuned:
     """A trained candidate: its module and what its run saw on validation.
 
-    Attributes
+    What :meth:`TrainingContext.tune <flexsk.strategies.TrainingContext.tune>`
+    returns; strategies read it, and never build one.
+
+    Parameters
     ----------
     module : torch.nn.Module
         The weights kept: the best epoch's (or the last, for ``keep_best=False``).
@@ -94,6 +131,13 @@ class Tuned:
         stopped there.
     improved : bool
         The kept weights rank better than the starting weights.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Outcome
+    >>> def last_unit(ctx):
+    ...     tuned = ctx.tune(ctx.units[-1].name)  # a Tuned
+    ...     return Outcome(ctx.units[-1].name, {ctx.units[-1].name: tuned})
     """
 
     module: torch.nn.Module
@@ -119,7 +163,7 @@ class Tuned:
 class EpochRecord:
     """What one epoch of one training run saw: passed to FlexTuner's ``on_epoch``.
 
-    Attributes
+    Parameters
     ----------
     candidate : str or tuple of str
         The run's key: a unit name, a tuple of unit names, ``"all"`` or ``"ss"``.
@@ -137,6 +181,15 @@ class EpochRecord:
     module : torch.nn.Module
         The run's network as it is now, in eval mode after a validation pass.
         Read it (score it, save a copy); do not modify it.
+
+    Examples
+    --------
+    >>> from flexsk import FlexTuner
+    >>> records = []
+    >>> tuner = FlexTuner(net, on_epoch=records.append)  # doctest: +SKIP
+    >>> tuner.fit(X, y)  # doctest: +SKIP
+    >>> [(r.candidate, r.epoch, r.val_loss) for r in records][:2]  # doctest: +SKIP
+    [('all', 0, 0.52), ('all', 1, 0.41)]
     """
 
     candidate: object

@@ -46,7 +46,7 @@ SHIFT_RANDOM_STATE = 0
 DEFAULTS = dict(nets=("conv4", "conv7"), shifts=None, ratios=(2, 10, 40), repeats=5,
                 other_repeats=1, strategies=tuple(STRATEGIES), max_epochs=None,
                 patience=None, image_size=16)
-#: ``--quick``: a subset of 63 runs, under two minutes on 2 cores (97 s measured).
+#: ``--quick``: a subset of 72 runs, about three minutes on 2 cores (160 s measured).
 QUICK = dict(nets=("conv4",), shifts=("blur", "rotation", "mnistm"), ratios=(2, 10),
              repeats=2, other_repeats=1)
 #: ``flexsk bench``'s results directory, unless ``--output`` gives another.

@@ -24,6 +24,7 @@ from ._inputs import (Labels, as_numpy, check_tensor, concat_labels, dataset_inp
 from ._network import (device_of, expected_input, first_output, loss_of, net_like,
                        outputs_probabilities, pretrained_module)
 from ._locks import forward_pass
+from ._pickling import SlimModule, reference_tensors
 from ._selection import select
 from ._strategies import STRATEGIES, Strategy
 from ._strategies._defaults import (HALVING_FACTOR, HALVING_MIN_EPOCHS, MAX_UNITS,
@@ -346,6 +347,39 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
+
+    def __getstate__(self):
+        # Lean pickles: the returned model, the candidates and the pretrained copy are
+        # stored as what differs from the base net's weights (see flexsk/_pickling.py).
+        state = super().__getstate__()
+        if "net_" not in state:
+            return state
+        reference = reference_tensors(getattr(self.base_net, "module_", None))
+        slim = {}
+
+        def lean(module):
+            if id(module) not in slim:
+                slim[id(module)] = SlimModule(module, reference)
+            return slim[id(module)]
+
+        return {**state, "net_": lean(self.net_.module_),
+                "candidates_": {k: lean(m) for k, m in self.candidates_.items()},
+                "_pretrained": lean(self._pretrained)}
+
+    def __setstate__(self, state):
+        if isinstance(state.get("net_"), SlimModule):
+            reference = reference_tensors(getattr(state["base_net"], "module_", None))
+            restored = {}
+
+            def full(slim):
+                if id(slim) not in restored:
+                    restored[id(slim)] = slim.restore(reference)
+                return restored[id(slim)]
+
+            state = {**state, "net_": net_like(state["base_net"], full(state["net_"])),
+                     "candidates_": {k: full(m) for k, m in state["candidates_"].items()},
+                     "_pretrained": full(state["_pretrained"])}
+        super().__setstate__(state)
 
     def __repr__(self, N_CHAR_MAX=700):
         # FlexTuner's own changed settings first; the base net as a one-line summary

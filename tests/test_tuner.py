@@ -698,3 +698,40 @@ def test_a_short_repr_with_the_tuners_own_settings_first(conv4):
     with pytest.raises(ValueError) as caught:
         FlexTuner(conv4, strategy="fastest").fit(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1])
     assert "_params_to_validate" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def _weight_bytes(module):
+    return sum(t.numel() * t.element_size() for t in list(module.parameters())
+               + list(module.buffers()))
+
+
+@pytest.mark.parametrize("strategy, refit", [("ft-fc", True), ("flex", False), ("flex", True)])
+def test_a_fitted_tuner_pickles_each_set_of_weights_once(conv4, target, strategy, refit):
+    import pickle
+
+    tuner = fit(conv4, target, strategy=strategy, refit=refit)
+    data = pickle.dumps(tuner)
+    restored = pickle.loads(data)
+    np.testing.assert_array_equal(restored.predict_proba(target["X_test"]),
+                                  tuner.predict_proba(target["X_test"]))
+    np.testing.assert_array_equal(restored.pretrained_transform(target["X_test"]),
+                                  tuner.pretrained_transform(target["X_test"]))
+    assert restored.score_candidates(target["X_test"], target["y_test"]) == \
+        tuner.score_candidates(target["X_test"], target["y_test"])
+    # stored once each: the base net's weights, and the tuned unit's (or every, for "all")
+    # weights of the returned model and, after a refit, of the selection run's pick
+    picked = tuner.selected_unit_
+    names = picked if isinstance(picked, tuple) else (picked,)
+    pick_bytes = (_weight_bytes(conv4.module_) if picked == "all" else
+                  sum(_weight_bytes(conv4.module_.get_submodule(n)) for n in names))
+    bound = _weight_bytes(conv4.module_) + pick_bytes * (2 if refit else 1) + 64 * 2 ** 10
+    assert len(data) <= bound
+    # restored modules own their tensors: changing one leaves the others alone
+    module = restored.net_.module_
+    before = restored.base_net.module_.state_dict()
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(1.0)
+    after = restored.base_net.module_.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert restored._pretrained is not module

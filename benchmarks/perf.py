@@ -25,8 +25,8 @@ from joblib import parallel_config
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._strategies.proxy import proxy_evaluations
-from flexsk._training import FineTuning, seed_for
+from flexsk._training import seed_for
+from flexsk.strategies import Outcome
 from flexsk._text import format_table as table
 from flexsk.datasets import make_digits_shift
 from flexsk.zoo import load_source_net
@@ -259,7 +259,7 @@ class Bench:
             lambda: plain_proxies(module, donor, units, tensors[2], tensors[3]),
             max(args.repeats, 15), self.sync)
         t_proxy, proxy = median_time(
-            lambda: {k: e.accuracy for k, e in proxy_evaluations(ft, donor).items()},
+            lambda: {k: e.accuracy for k, e in ft.proxy_evaluations(donor).items()},
             max(args.repeats, 15), self.sync)
         cache_mib = max(sum(s.X.element_size() * s.X.numel() for s in ft.cache.inputs(u))
                         for u in units if u in ft.cache.cuts) / 2 ** 20
@@ -300,21 +300,18 @@ class Bench:
         return rows
 
     def _fine_tuning(self, net, data):
-        """The FineTuning state a fit builds (pretrained net, data, cuts), for proxy timings."""
+        """The training context a fit builds (pretrained net, data, cuts), for proxy
+        timings: a strategy of our own receives it, and tunes the last unit."""
         seen = {}
-        original = FineTuning.__init__
 
-        def spy(ft, *a, **k):
-            original(ft, *a, **k)
-            seen.setdefault("ft", ft)
+        def capture(ctx):
+            seen["ft"] = ctx
+            last = ctx.units[-1].name
+            return Outcome(last, {last: ctx.tune(last)})
 
-        FineTuning.__init__ = spy
-        try:
-            FlexTuner(net, strategy="ft-fc", max_epochs=1, refit=False,
-                      random_state=BASE_SEED_STATE).fit(
-                data[0], data[1], X_val=data[2], y_val=data[3])
-        finally:
-            FineTuning.__init__ = original
+        tuner = FlexTuner(net, strategy=capture, max_epochs=1, refit=False,
+                          random_state=BASE_SEED_STATE)
+        tuner.fit(data[0], data[1], X_val=data[2], y_val=data[3])
         return seen["ft"]
 
     def scaling(self):

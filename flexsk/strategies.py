@@ -30,8 +30,6 @@ from ._training import Evaluation, Stopping, Tuned, rank
 __all__ = ["BUILTIN", "Evaluation", "Outcome", "Stopping", "Strategy", "TrainingContext",
            "Tuned", "best_of", "rank"]
 
-Strategy.__module__ = __name__  # documented, and named in errors, as flexsk.strategies
-
 #: The built-in strategies by name: ``FlexTuner(strategy=name)``.
 BUILTIN = MappingProxyType(STRATEGIES)
 

@@ -78,3 +78,6 @@ class Strategy:
         if self.single_unit:
             runs += sum(max(n_units - k, 0) for k in range(1, max_units))
         return runs
+
+
+Strategy.__module__ = "flexsk.strategies"  # documented, and named in errors, there

@@ -74,7 +74,8 @@ def select(ctx, strategy, options, *, refit=True):
 
 
 def _warn(message):
-    warnings.warn(SelectionWarning(message), stacklevel=6)
+    # _warn, the check, select, FlexTuner._fit, fit, scikit-learn's fit wrapper: the caller
+    warnings.warn(SelectionWarning(message), stacklevel=7)
 
 
 def leaf_runs(ft):
@@ -103,7 +104,7 @@ def check_outcome(ft, outcome):
         _warn(f"Training diverged (non-finite loss) at lr={lr:g} for {', '.join(diverged)}; "
               f"diverged runs are never selected. A smaller lr may help.")
         donor = outcome.donor
-        if donor is not None and any(key == donor and run.diverged for key, run in runs[:1]):
+        if donor is not None and any(key == donor and run.diverged for key, run in runs):
             _warn(f"The {key_name(donor)!r} run that the proxy nets are built from diverged, "
                   f"so the proxy scores mean nothing and the unit "
                   f"{key_name(outcome.selected)!r} was picked blindly. Use a smaller lr, or "
@@ -135,8 +136,9 @@ def _nothing_improved(ft, outcome, start, lr):
     histories = [(key, [e for e in run.history[1:] if e is not None])
                  for key, run in leaf_runs(ft) if run.history]
     seen = [(key, e) for key, history in histories for e in history]
+    proxies = ", and no proxy net does" if outcome.proxy_scores else ""
     head = (f"No candidate ranks above the pretrained net on validation data (accuracy "
-            f"{start.accuracy:.3f}, loss {start.loss:.4g}), and no proxy net does: the selected "
+            f"{start.accuracy:.3f}, loss {start.loss:.4g}){proxies}: the selected "
             f"{key_name(outcome.selected)!r} means nothing and the model is the pretrained one.")
     if start.accuracy == 1.0:
         return (f"{head} The pretrained net already classifies every validation sample "
@@ -162,7 +164,9 @@ def _nothing_improved(ft, outcome, start, lr):
                   "or patience, or a larger lr, may let the accuracy follow.")
     else:
         advice = f"Use a larger lr (now {lr:g}) or more epochs."
-    return f"{head} {loss[0].upper()}{loss[1:]}, but {accuracy}. {advice}"
+    joined = f"{loss}, but {accuracy}" if fell or top.accuracy > start.accuracy else \
+        f"Neither signal moved: {loss}, and {accuracy}"
+    return f"{head} {joined[0].upper()}{joined[1:]}. {advice}"
 
 
 def refit_pick(ft, outcome):
@@ -174,7 +178,15 @@ def refit_pick(ft, outcome):
     stays the pretrained net. Returns the module and the epochs trained.
     """
     chosen = outcome.model
+    if not chosen.from_pretrained:
+        _warn(f"The pick {key_name(outcome.selected)!r} continued from weights other than the "
+              f"pretrained ones (start=); the refit retrains it from the pretrained weights "
+              f"for the epochs its own run kept. Pass refit=False to keep the selection "
+              f"run's model.")
     if chosen.best_epoch == 0:
+        if not chosen.from_pretrained:  # its start weights, not the pretrained net
+            module = chosen.module
+            return copy.deepcopy(module[0] if isinstance(module, FoldModules) else module), 0
         return copy.deepcopy(ft.pretrained).eval(), 0
     all_data = ft.on_all_data()
     if REFIT_LENGTH == "steps":

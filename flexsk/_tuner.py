@@ -586,6 +586,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             return STRATEGIES[self.strategy]
         if isinstance(self.strategy, Strategy):
             return self.strategy
+        if isinstance(self.strategy, type):
+            raise TypeError(f"strategy={self.strategy.__name__} is a class; pass a schedule "
+                            f"function, or an instance such as Strategy(name, schedule).")
         name = getattr(self.strategy, "__name__", type(self.strategy).__name__)
         return Strategy(name, self.strategy)
 

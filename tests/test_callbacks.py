@@ -128,3 +128,13 @@ def test_on_epoch_sees_every_run_and_epoch(conv4, target):
     refit = [r for r in records if r.refit]
     assert [r.epoch for r in refit] == list(range(tuner.refit_epochs_ + 1))
     assert all(r.candidate == tuner.selected_unit_ and r.val_accuracy is None for r in refit)
+
+
+def test_a_plateau_schedule_on_a_validation_score_skips_the_refit(conv4, target):
+    for monitor in ("valid_loss", lambda net: net.history[-1, "valid_loss"]):
+        net = _net(conv4.module_, [("plateau", LRScheduler("ReduceLROnPlateau",
+                                                           monitor=monitor, patience=0))], 32)
+        tuner = FlexTuner(net, strategy="ft-fc", max_epochs=3, patience=None,
+                          random_state=0).fit(target["X"], target["y"], X_val=target["X_val"],
+                                              y_val=target["y_val"])
+        assert tuner.refit_epochs_ is not None

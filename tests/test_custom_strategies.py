@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
 
-from flexsk import FlexTuner
+from flexsk import FlexTuner, SelectionWarning
 from flexsk.strategies import BUILTIN, Outcome, Strategy, best_of
 
 FAST = dict(max_epochs=2, patience=1, random_state=0)
@@ -91,3 +91,29 @@ def test_a_schedule_must_return_an_outcome(conv4, target):
 def test_an_unknown_strategy_is_refused(conv4, target, strategy):
     with pytest.raises(InvalidParameterError, match="strategy"):
         FlexTuner(conv4, strategy=strategy).fit(target["X"], target["y"])
+
+
+def continue_from_fc2(ctx):
+    """Tunes fc1 starting from the fc2 run's weights."""
+    first = ctx.tune("fc2")
+    second = ctx.tune("fc1", start=first.module)
+    return Outcome("fc1", {"fc2": first, "fc1": second})
+
+
+def test_a_pick_that_continued_other_weights_says_how_it_is_refitted(conv4, target):
+    with pytest.warns(SelectionWarning, match=r"continued from weights other than the "
+                                              r"pretrained ones \(start=\)"):
+        FlexTuner(conv4, strategy=continue_from_fc2, **FAST).fit(
+            target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+
+
+def test_mistakes_in_a_schedule_get_clear_errors(conv4, target):
+    with pytest.raises(ValueError, match=r"Cannot tune 'nope': 'nope' is not a unit. The "
+                                         r"units are \['conv1', 'conv2', 'fc1', 'fc2'\]"):
+        FlexTuner(conv4, strategy=lambda ctx: ctx.tune("nope"), **FAST).fit(
+            target["X"], target["y"])
+    with pytest.raises(TypeError, match=r"Outcome.tuned values that are not Tuned"):
+        FlexTuner(conv4, strategy=lambda ctx: Outcome("fc2", {"fc2": ctx.tune("fc2").module}),
+                  **FAST).fit(target["X"], target["y"])
+    with pytest.raises(TypeError, match=r"strategy=Strategy is a class"):
+        FlexTuner(conv4, strategy=Strategy, **FAST).fit(target["X"], target["y"])

@@ -13,6 +13,7 @@ from torch import nn
 
 from flexsk import FlexTuner, SelectionWarning
 from flexsk._training import Evaluation, FineTuning
+from flexsk.strategies import Outcome
 
 FAST = dict(max_epochs=6, patience=3, random_state=0)
 
@@ -284,6 +285,19 @@ def test_a_diverged_ft_all_makes_the_proxies_meaningless(target):
     with pytest.warns(SelectionWarning, match="proxy scores mean nothing"):
         tuner = fit(_exploding_net(), target, strategy="fast")
     assert tuner.selected_unit_ == "stem"  # every proxy ties: the earliest unit
+
+
+def _late_donor(ctx):
+    """A schedule whose proxies' donor, ft-all, trains after another run and diverges."""
+    first = ctx.tune("head")
+    donor = ctx.tune("all")
+    return Outcome("head", {"head": first, "all": donor},
+                   ctx.proxy_evaluations(donor.module), donor="all")
+
+
+def test_a_diverged_donor_is_reported_wherever_it_trained(target):
+    with pytest.warns(SelectionWarning, match="proxy scores mean nothing"):
+        fit(_exploding_net(), target, strategy=_late_donor)
 
 
 def test_every_run_diverged_raises(target):

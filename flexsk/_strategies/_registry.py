@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Callable
 
+from .._training import Tuned
 from ._outcome import Outcome
 from ._defaults import MAX_UNITS, PAIR_MARGIN
 from .combine import add_units
@@ -61,6 +62,11 @@ class Strategy:
             raise TypeError(f"The schedule of strategy {self.name!r} returned "
                             f"{type(outcome).__name__}; a schedule must return a "
                             f"flexsk.strategies.Outcome.")
+        wrong = [key for key, tuned in outcome.tuned.items() if not isinstance(tuned, Tuned)]
+        if wrong:
+            raise TypeError(f"The schedule of strategy {self.name!r} returned Outcome.tuned "
+                            f"values that are not Tuned (the result of ctx.tune) for "
+                            f"{wrong}.")
         if outcome.selected not in outcome.tuned:
             raise ValueError(f"The schedule of strategy {self.name!r} selected "
                              f"{outcome.selected!r}, which is not among the models it returns "

@@ -65,7 +65,7 @@ def _train_on(ft, key, previous, stopping):
     return Tuned(run.module, run.evaluation, previous.n_epochs + run.n_epochs, best_epoch,
                  previous.n_steps + run.n_steps, run.steps_per_epoch,
                  previous.history + history, previous.diverged or run.diverged,
-                 previous.improved or run.improved)
+                 previous.improved or run.improved, previous.from_pretrained)
 
 
 def n_runs(n_units, *, halving_factor=HALVING_FACTOR,

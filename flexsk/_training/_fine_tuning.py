@@ -131,6 +131,9 @@ class Tuned:
         stopped there.
     improved : bool
         The kept weights rank better than the starting weights.
+    from_pretrained : bool
+        The run started from the pretrained weights (``start=None``), so that
+        its epochs count from them (the refit retrains for that many).
 
     Examples
     --------
@@ -149,6 +152,7 @@ class Tuned:
     history: list = field(default_factory=list)
     diverged: bool = False
     improved: bool = False
+    from_pretrained: bool = True
 
     @property
     def val_score(self):
@@ -229,6 +233,7 @@ class _Run:
     epoch: int = 0
     n_steps: int = 0
     diverged: bool = False
+    from_pretrained: bool = True
 
     def begin(self, evaluation, state):
         self.best, self.best_state = evaluation, state
@@ -304,9 +309,10 @@ class _Schedules:
         for callback in self.callbacks:
             monitor = getattr(callback, "monitor", None)
             if isinstance(getattr(callback, "lr_scheduler_", None),
-                          torch.optim.lr_scheduler.ReduceLROnPlateau) and isinstance(
-                    monitor, str) and monitor not in history[-1]:
-                continue
+                          torch.optim.lr_scheduler.ReduceLROnPlateau) and (
+                    callable(monitor) and evaluation is None
+                    or isinstance(monitor, str) and monitor not in history[-1]):
+                continue  # a refit has no validation scores to read
             callback.on_epoch_end(self.net)
 
 
@@ -408,6 +414,11 @@ class FineTuning:
         if key == "all":
             return _surgery.select(None)
         names = key if isinstance(key, tuple) else (key,)
+        unknown = [name for name in names if name not in self.by_name]
+        if unknown:
+            raise ValueError(f"Cannot tune {key!r}: {', '.join(map(repr, unknown))} is not a "
+                             f"unit. The units are {list(self.by_name)}, and the keys "
+                             f"'all' and 'ss'.")
         return _surgery.select(self.by_name[name] for name in names)
 
     def _candidate(self, key, start):
@@ -500,7 +511,8 @@ class FineTuning:
                    optimizer=optimizer, stopping=stopping, seed=seed,
                    generator=torch.Generator().manual_seed(seed),
                    train_forward=module, train=data.train, forward=module, val=data.val,
-                   steps_per_epoch=max(1, math.ceil(len(data.train) / opt.batch_size)))
+                   steps_per_epoch=max(1, math.ceil(len(data.train) / opt.batch_size)),
+                   from_pretrained=start is None)
         run.schedules = _Schedules(opt.callbacks, optimizer, params)
         cut = self.cache.cut_for(selection)
         if cut is not None and start is not None and not self._same_prefix(start, cut):
@@ -577,7 +589,7 @@ class FineTuning:
             param.requires_grad_(True)
         module.eval()
         return Tuned(module, best, run.epoch, best_epoch, run.n_steps, run.steps_per_epoch,
-                     run.history, run.diverged, improved)
+                     run.history, run.diverged, improved, run.from_pretrained)
 
     def _observe(self, run, epoch, train_loss, evaluation):
         if self.log is not None and epoch > 0 and evaluation is not None:

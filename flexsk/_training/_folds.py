@@ -40,7 +40,8 @@ def _combined(runs):
         steps_per_epoch=int(statistics.median_low([run.steps_per_epoch for run in runs])),
         history=[],
         diverged=any(run.diverged for run in runs),
-        improved=any(run.improved for run in runs))
+        improved=any(run.improved for run in runs),
+        from_pretrained=all(run.from_pretrained for run in runs))
 
 
 def make_folds(cv, labelled, class_labels):

@@ -89,11 +89,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = make_config()
     args.output.mkdir(parents=True, exist_ok=True)
+    earlier = []
     if (args.output / "results.csv").exists():
         merge(config, args.output)  # earlier rows first, so that shards resume after them
-        done = {run_key(r) for r in read_results(args.output / "results.csv")}
-    else:
-        done = set()
+        earlier = read_results(args.output / "results.csv")
+    done = {run_key(r) for r in earlier}
     deadline = time.monotonic() + (args.deadline or float("inf"))
     todo = [key for key in shards(config)
             if any(run_key(run) not in done for run in plan_runs(config)
@@ -104,8 +104,7 @@ def main(argv=None):
         shard_config = make_config(nets=[key[0]], shifts=[key[1]], ratios=[key[2]],
                                    repeats={key[2]: config["repeats"][str(key[2])]})
         write_config(directory / "config.json", shard_config)
-        existing = [r for r in (read_results(args.output / "results.csv")
-                                if done else []) if (r["net"], r["shift"], r["ratio"]) == key]
+        existing = [r for r in earlier if (r["net"], r["shift"], r["ratio"]) == key]
         if existing and not (directory / "results.csv").exists():
             with appending(directory / "results.csv") as write:
                 for row in existing:

@@ -37,7 +37,6 @@ class Selection:
     model: object
     refit_epochs: object
     refit_time: float
-    cross_validated: bool
 
     def attributes(self, keep_candidates):
         """FlexTuner's fitted attributes that describe the selection run, by name."""
@@ -56,8 +55,7 @@ class Selection:
             best_epochs_={k: t.best_epoch for k, t in tuned.items()},
             refit_epochs_=self.refit_epochs, refit_time_=self.refit_time,
             # with cv, a candidate's models are one per fold: the first fold's stands for it
-            candidates_={k: t.module[0] if self.cross_validated else t.module
-                         for k, t in kept.items()})
+            candidates_={k: _first_fold(t.module) for k, t in kept.items()})
 
 
 def select(ctx, strategy, options, *, refit=True):
@@ -69,8 +67,12 @@ def select(ctx, strategy, options, *, refit=True):
         started = time.perf_counter()
         model, refit_epochs = refit_pick(ctx, outcome)
         refit_time = time.perf_counter() - started
-    return Selection(outcome, model, refit_epochs, refit_time,
-                     isinstance(ctx, CrossValidation))
+    return Selection(outcome, model, refit_epochs, refit_time)
+
+
+def _first_fold(module):
+    """A model, or of a cross-validated candidate's models (one per fold) the first."""
+    return module[0] if isinstance(module, FoldModules) else module
 
 
 def _warn(message):
@@ -185,8 +187,7 @@ def refit_pick(ft, outcome):
               f"run's model.")
     if chosen.best_epoch == 0:
         if not chosen.from_pretrained:  # its start weights, not the pretrained net
-            module = chosen.module
-            return copy.deepcopy(module[0] if isinstance(module, FoldModules) else module), 0
+            return copy.deepcopy(_first_fold(chosen.module)), 0
         return copy.deepcopy(ft.pretrained).eval(), 0
     all_data = ft.on_all_data()
     if REFIT_LENGTH == "steps":
@@ -198,6 +199,5 @@ def refit_pick(ft, outcome):
     if run.diverged:
         _warn(f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
               f"diverged (non-finite loss); the model is the selection run's.")
-        module = chosen.module
-        return (module[0] if isinstance(module, FoldModules) else module), None
+        return _first_fold(chosen.module), None
     return run.module, run.n_epochs

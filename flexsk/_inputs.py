@@ -191,10 +191,13 @@ class Labels:
         are output indices.
     n_outputs : int
         The net's number of outputs.
+    origin : str, default="base_net's classes"
+        Where ``declared`` comes from, for error messages.
     """
 
-    def __init__(self, declared, n_outputs):
+    def __init__(self, declared, n_outputs, origin="base_net's classes"):
         self.n_outputs = n_outputs
+        self.origin = origin
         self.declared = None if declared is None else np.asarray(declared)
         if self.declared is not None and self.declared.dtype.kind in "iu" and np.array_equal(
                 self.declared, np.arange(n_outputs)):
@@ -225,20 +228,27 @@ class Labels:
                 raise ValueError(
                     f"{name} holds labels {bad.tolist()} outside [0, {self.n_outputs}): "
                     f"labels index the pretrained net's {self.n_outputs} outputs (or declare "
-                    f"their names with NeuralNetClassifier(..., classes=[...])).")
+                    f"their names with NeuralNetClassifier(..., classes=[...])). For classes "
+                    f"the net never had, pass head='new' (a new output layer).")
             return outputs
         strings = self.declared.dtype.kind in "OUS" and all(
             isinstance(c, str) for c in self.declared.tolist())
         if strings and y.dtype.kind in "biuf":
             raise ValueError(
                 f"{name} holds numbers, but base_net declares string classes "
-                f"{self._preview()}: pass the class names as labels.")
+                f"{self._preview()}: pass the class names as labels (or head='new' for "
+                f"classes the net never had).")
         keys = [self._key(label) for label in y.tolist()] if y.ndim else []
         unknown = sorted({k for k in keys if k not in self._index}, key=str)
+        shown = f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+        if unknown and self.origin != "base_net's classes":
+            raise ValueError(f"{name} holds labels {shown} that are not in y; the classes "
+                             f"seen in y are {self._preview()}.")
         if unknown:
             raise ValueError(
-                f"{name} holds labels {unknown[:10]}{' ...' if len(unknown) > 10 else ''} "
-                f"that base_net's classes do not declare; declared: {self._preview()}.")
+                f"{name} holds labels {shown} that base_net's classes do not declare; "
+                f"declared: {self._preview()}. For classes the net never had, pass "
+                f"head='new' (a new output layer).")
         return np.asarray([self._index[k] for k in keys], dtype=np.int64)
 
     def labels_of(self, outputs):
@@ -255,23 +265,28 @@ def _integer_labels(y, name):
     if y.dtype.kind in "OUS":
         raise ValueError(
             f"{name} must hold integer labels that index the pretrained net's outputs, "
-            f"got labels of type {y.dtype}. Map your labels to the net's class indices, or "
-            f"declare the label of each output with NeuralNetClassifier(..., classes=[...]).")
+            f"got labels of type {y.dtype}. Map your labels to the net's class indices, "
+            f"declare the label of each output with NeuralNetClassifier(..., classes=[...]), "
+            f"or pass head='new' for a new output layer.")
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
             raise ValueError(f"{name} must hold integer labels, got non-integer values.")
     return y.astype(np.int64)
 
 
-def stratified_split(y, fraction, rng):
-    """Per-class split: every class gets at least one training and one validation sample."""
+def stratified_split(y, fraction, rng, names=None):
+    """Per-class split: every class gets at least one training and one validation sample.
+
+    ``names(label)`` gives the user's label of an encoded one, for messages.
+    """
     train, val = [], []
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
         if len(idx) < 2:
+            shown = label if names is None else names(label)
             raise ValueError(
                 f"FlexTuner holds out validation_fraction={fraction} of each class for "
-                f"validation, which needs at least 2 samples per class; class {label} has "
+                f"validation, which needs at least 2 samples per class; class {shown!r} has "
                 f"{len(idx)} sample. Pass more data, or X_val and y_val.")
         n_val = min(max(1, int(round(fraction * len(idx)))), len(idx) - 1)
         val.append(idx[:n_val])

@@ -37,8 +37,9 @@ def pretrained_module(base_net):
     return copy.deepcopy(module)
 
 
-def net_like(base_net, module):
-    """A new initialized net like ``base_net`` that holds ``module``.
+def net_like(base_net, module, **overrides):
+    """A new initialized net like ``base_net`` that holds ``module``, with parameters
+    ``overrides`` (the ``classes`` of a new head) in place of ``base_net``'s.
 
     Its callbacks are disabled: fine-tuning does not run them, and initializing
     some (``Checkpoint`` creates its directory) has side effects.
@@ -46,7 +47,8 @@ def net_like(base_net, module):
     skipped = ("module__", "callbacks__", "_")
     params = {k: v for k, v in base_net.get_params(deep=False).items()
               if k not in ("module", "callbacks") and not k.startswith(skipped)}
-    net = type(base_net)(module=module, callbacks="disable", **copy.deepcopy(params))
+    params = {**copy.deepcopy(params), **overrides}
+    net = type(base_net)(module=module, callbacks="disable", **params)
     return net.initialize()
 
 
@@ -59,7 +61,9 @@ def loss_of(net):
 
 def outputs_probabilities(net):
     # skorch's convention: NLLLoss means the module outputs probabilities.
-    return isinstance(net.criterion_, nn.NLLLoss)
+    criterion = getattr(net, "criterion_", None) or net.criterion
+    return isinstance(criterion, nn.NLLLoss) or (
+        isinstance(criterion, type) and issubclass(criterion, nn.NLLLoss))
 
 
 def expected_input(module, probe):

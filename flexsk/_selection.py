@@ -37,6 +37,7 @@ class Selection:
     model: object
     refit_epochs: object
     refit_time: float
+    start: object  # the pretrained weights the returned model started from
 
     def attributes(self, keep_candidates):
         """FlexTuner's fitted attributes that describe the selection run, by name."""
@@ -63,11 +64,14 @@ def select(ctx, strategy, options, *, refit=True):
     outcome = strategy(ctx, **options)
     check_outcome(ctx, outcome)
     model, refit_epochs, refit_time = outcome.model.module, None, 0.0  # cv implies refit
+    start = ctx.pretrained
     if refit:
         started = time.perf_counter()
         model, refit_epochs = refit_pick(ctx, outcome)
         refit_time = time.perf_counter() - started
-    return Selection(outcome, model, refit_epochs, refit_time)
+        all_data = getattr(ctx, "all_data", None)  # set when the refit starts elsewhere
+        start = start if all_data is None else all_data.pretrained
+    return Selection(outcome, model, refit_epochs, refit_time, start)
 
 
 def _first_fold(module):
@@ -139,9 +143,11 @@ def _nothing_improved(ft, outcome, start, lr):
                  for key, run in leaf_runs(ft) if run.history]
     seen = [(key, e) for key, history in histories for e in history]
     proxies = ", and no proxy net does" if outcome.proxy_scores else ""
+    pretrained = ("the pretrained one, with the new head as it started"
+                  if getattr(ft, "head", None) else "the pretrained one")
     head = (f"No candidate ranks above the pretrained net on validation data (accuracy "
             f"{start.accuracy:.3f}, loss {start.loss:.4g}){proxies}: the selected "
-            f"{key_name(outcome.selected)!r} means nothing and the model is the pretrained one.")
+            f"{key_name(outcome.selected)!r} means nothing and the model is {pretrained}.")
     if start.accuracy == 1.0:
         return (f"{head} The pretrained net already classifies every validation sample "
                 f"correctly: there is nothing left to select on these data.")
@@ -185,11 +191,11 @@ def refit_pick(ft, outcome):
               f"pretrained ones (start=); the refit retrains it from the pretrained weights "
               f"for the epochs its own run kept. Pass refit=False to keep the selection "
               f"run's model.")
+    all_data = ft.on_all_data()
     if chosen.best_epoch == 0:
         if not chosen.from_pretrained:  # its start weights, not the pretrained net
             return copy.deepcopy(_first_fold(chosen.module)), 0
-        return copy.deepcopy(ft.pretrained).eval(), 0
-    all_data = ft.on_all_data()
+        return copy.deepcopy(all_data.start_for(outcome.selected)).eval(), 0
     if REFIT_LENGTH == "steps":
         steps = chosen.best_epoch * chosen.steps_per_epoch
         stopping = Stopping(max_epochs=steps, max_steps=steps)

@@ -16,7 +16,7 @@ from torch.nn.utils import parametrize
 from ._locks import forward_pass, tracing
 
 __all__ = [
-    "Selection", "select", "swap_unit", "unit_from", "add_scale_shift",
+    "Selection", "select", "donor_tensors", "swap_unit", "unit_from", "add_scale_shift",
     "fold_scale_shift", "capture_input", "Cuts", "fingerprint",
 ]
 
@@ -101,7 +101,7 @@ def _unit_tensors(module, unit):
     return {name: tensor for name, tensor in tensors.items() if unit.owns(name)}
 
 
-def _donor_tensors(module, donor, unit):
+def donor_tensors(module, donor, unit):
     """The unit's tensors in ``donor``, checked against those of ``module``."""
     theirs = _unit_tensors(donor, unit)
     missing = sorted(_unit_tensors(module, unit).keys() - theirs.keys())
@@ -116,7 +116,7 @@ def swap_unit(base, donor, unit):
     This is the proxy network of Algorithm 2, line 4.
     """
     proxy = copy.deepcopy(base)
-    load_state(proxy, _donor_tensors(proxy, donor, unit))
+    load_state(proxy, donor_tensors(proxy, donor, unit))
     return proxy
 
 
@@ -127,7 +127,7 @@ def unit_from(module, donor, unit):
     Scoring many proxies in one workspace this way avoids a copy of the whole
     network per proxy.
     """
-    theirs = _donor_tensors(module, donor, unit)
+    theirs = donor_tensors(module, donor, unit)
     saved = {name: tensor.detach().clone() for name, tensor in _unit_tensors(module, unit).items()}
     load_state(module, theirs)
     try:
@@ -167,17 +167,19 @@ def _is_scale_shift_parameter(name):
     return ".parametrizations." in name and name.endswith((".scale", ".shift"))
 
 
-def add_scale_shift(module, last_unit):
-    """Add scale and shift parametrizations to layers outside ``last_unit``.
+def add_scale_shift(module, tuned):
+    """Add scale and shift parametrizations to layers outside the units ``tuned``.
 
+    ``tuned`` is the last unit (and a new head, when there is one).
     Convolutions get a scale per (out, in) channel pair, broadcast over the
     kernel; linear layers one per output feature. Every existing bias gets a
     shift. BatchNorm layers are left alone (their affine parameters stay
-    frozen). Returns the :class:`Selection` that trains the last unit and the
-    new parameters.
+    frozen). Returns the :class:`Selection` that trains ``tuned`` and the new
+    parameters.
     """
+    tuned = tuple(tuned)
     for name, layer in module.named_modules():
-        if not name or last_unit.owns(name + ".weight"):
+        if not name or any(unit.owns(name + ".weight") for unit in tuned):
             continue
         if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
             per_input = isinstance(layer, nn.modules.conv._ConvNd)
@@ -185,7 +187,7 @@ def add_scale_shift(module, last_unit):
                                                  _Scale(layer.weight, per_input))
             if layer.bias is not None:
                 parametrize.register_parametrization(layer, "bias", _Shift(layer.bias))
-    return Selection((last_unit,), extra=_is_scale_shift_parameter)
+    return Selection(tuned, extra=_is_scale_shift_parameter)
 
 
 def fold_scale_shift(module):
@@ -367,10 +369,13 @@ def unit_inputs(module, units, X):
     return captured
 
 
-def fingerprint(module):
-    """A hash of every parameter and buffer of ``module`` (names, shapes, values)."""
+def fingerprint(module, skip=None):
+    """A hash of every parameter and buffer of ``module`` (names, shapes, values), but
+    those that the Unit ``skip`` owns."""
     digest = hashlib.sha256()
     for key, value in module.state_dict().items():
+        if skip is not None and skip.owns(key):
+            continue
         value = value.detach().cpu().contiguous()
         digest.update(f"{key}{tuple(value.shape)}{value.dtype}".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import functools
 import math
 import time
 import warnings
@@ -19,6 +20,7 @@ from skorch import NeuralNetClassifier
 from torch.utils.data import DataLoader
 
 from . import _surgery, adapters
+from ._head import HEAD_OPTIONS, find_head, replace_head, start_head, wants_new_head
 from ._inputs import (Labels, as_numpy, check_tensor, concat_labels, dataset_inputs,
                       dataset_labels, is_dataset, loader_kwargs, read_dataset, stratified_split)
 from ._network import (device_of, expected_input, first_output, loss_of, net_like,
@@ -60,7 +62,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     Flex-tuning (Royer & Lampert, WACV 2020) adapts a network pretrained on a
     *source* domain to a visually different target domain with the same
     classes, by fine-tuning exactly one *unit* (a layer or block) and choosing
-    which one on validation data.
+    which one on validation data. For classes the pretrained net never had,
+    a new output layer trains with every candidate (``head``).
 
     Read more in the :ref:`User Guide <flex_tuning>`.
 
@@ -86,6 +89,25 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         Your own: a schedule ``schedule(ctx) -> Outcome``, or a
         :class:`flexsk.strategies.Strategy` that wraps one; see
         :ref:`custom_strategies`.
+    head : "auto", "keep", "new" or str, default="auto"
+        The output layer. ``"keep"``: the pretrained one; labels name its
+        outputs (output indices, or the base net's declared ``classes``).
+        ``"new"``: a new ``nn.Linear`` with one output per class of ``y``
+        (any labels: strings, integers, booleans, two classes or more),
+        which trains in every run besides the candidate's unit, from
+        torch's initialization seeded from ``random_state`` (a run of the
+        head alone, a linear probe, starts it as a logistic regression on
+        the pretrained features). It replaces the last layer with
+        parameters in the forward pass, which must be a plain
+        ``nn.Linear`` with the net's outputs; or name the layer to replace
+        (``head="classifier.fc"``).
+        ``"auto"``: keep, unless the base net declares no class names (no
+        ``classes``, or ``classes`` equal to ``0, ..., n - 1``) and the
+        labels are not output indices (strings, booleans, or integers
+        outside the outputs). Meta-estimators that re-encode ``y`` as
+        ``0/1`` or ``0..k-1`` (``OneVsRestClassifier``,
+        ``OutputCodeClassifier``) need ``head="new"``. See
+        :ref:`new_classes`.
     n_fc_units : int, default=1
         Number of last units that ``"ft-fc"`` tunes.
     max_units : int, default=1
@@ -203,7 +225,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         returns output indices; use :meth:`predict`.
     classes_ : ndarray of shape (n_classes,)
         The labels seen in ``y``, in the order of the net's outputs: output
-        indices, or the base net's declared ``classes``.
+        indices, or the base net's declared ``classes``; with a new head,
+        the sorted labels of ``y`` (output ``i`` is ``classes_[i]``).
+    head_ : str or None
+        The name of the output layer replaced by a new head, in the base
+        net's module (with ``pixel_adapter``, ``net_.module_`` holds it under
+        ``net.``), or None when the pretrained one was kept.
     n_features_in_ : int
         Size of the second input axis (channels for images).
 
@@ -243,6 +270,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "base_net": [NeuralNetClassifier],
         "units": UNITS_CONSTRAINT,
         "strategy": [StrOptions(set(STRATEGIES)), Strategy, callable],
+        "head": [str],
         "n_fc_units": [Interval(Integral, 1, None, closed="left")],
         "max_units": [Interval(Integral, 1, None, closed="left")],
         "pair_margin": [Interval(Real, 0, 1, closed="both")],
@@ -268,7 +296,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "on_epoch": [callable, None],
     }
 
-    def __init__(self, base_net, *, units="auto", strategy="fast", n_fc_units=N_FC_UNITS,
+    def __init__(self, base_net, *, units="auto", strategy="fast", head="auto",
+                 n_fc_units=N_FC_UNITS,
                  max_units=MAX_UNITS, pair_margin=PAIR_MARGIN, halving_factor=HALVING_FACTOR,
                  halving_min_epochs=HALVING_MIN_EPOCHS,
                  pixel_adapter=None,
@@ -281,6 +310,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.base_net = base_net
         self.units = units
         self.strategy = strategy
+        self.head = head
         self.n_fc_units = n_fc_units
         self.max_units = max_units
         self.pair_margin = pair_margin
@@ -376,9 +406,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                     restored[id(slim)] = slim.restore(reference)
                 return restored[id(slim)]
 
-            state = {**state, "net_": net_like(state["base_net"], full(state["net_"])),
+            state = {**state, "net_": full(state["net_"]),
                      "candidates_": {k: full(m) for k, m in state["candidates_"].items()},
                      "_pretrained": full(state["_pretrained"])}
+            super().__setstate__(state)
+            self.net_ = self._net_holding(self.net_)
+            return
         super().__setstate__(state)
 
     def __repr__(self, N_CHAR_MAX=700):
@@ -414,8 +447,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             draw anew; see ``activation_cache``).
         y : array-like of shape (n_samples,) or None
             Labels: indices into the pretrained net's outputs, or the
-            names that the base net declares with ``classes=[...]``. None
-            when X is a Dataset.
+            names that the base net declares with ``classes=[...]``; with a
+            new head (``head``), any labels. None when X is a Dataset.
         X_val, y_val : array-like, or a Dataset and None, optional
             A fixed validation set. When given, it replaces the internal
             split (as in :meth:`sklearn.ensemble.HistGradientBoostingClassifier.fit`).
@@ -451,12 +484,14 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             pretrained = pretrained.to(memory_format=torch.channels_last)
         probe = self._tensor(probe_rows, device)
         n_outputs, per_sample_bytes = self._probe(pretrained, probe, base_seed)
-        outputs = self._encode_labels(y, n_outputs)
+        labels, head = self._output_layer(pretrained, probe, y, n_outputs, base_seed)
+        outputs = self._encode_labels(y, labels)
         train, val = self._target_samples(X, outputs, X_val, y_val, device, base_seed)
         units = resolve_units(pretrained, self.units, probe)
         if self.pixel_adapter is not None:
             pretrained, units = adapters.attach(pretrained, units, self.pixel_adapter,
                                                 self._input_shape, seed_for(base_seed, "adapters"))
+            head = head and adapters.inside(head)
         strategy, options = self._strategy_options(units)
         eval_batch_size = _eval_batch_size(per_sample_bytes, self.batch_size or
                                            self.base_net.batch_size)
@@ -468,18 +503,27 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             settings = dict(progress=progress, log=_write if self.verbose >= 2 else None,
                             on_epoch=self.on_epoch, cache=self.activation_cache,
                             cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
-            net = net_like(self.base_net, pretrained)
+            net = self._net_holding(pretrained)
             classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
 
             def context(train, val, seed):
                 optimization = self._optimization(net, len(train), eval_batch_size, callbacks)
-                return FineTuning(pretrained, units, TargetData(train, val, classes),
-                                  optimization, seed, **settings)
+                start, alone = pretrained, None  # a new head starts on this context's data
+                if head is not None:
+                    start = start_head(pretrained, head, train, eval_batch_size)
+                    alone = functools.partial(start_head, start, head, train, eval_batch_size,
+                                              alone=True)
+                return FineTuning(start, units, TargetData(train, val, classes), optimization,
+                                  seed, head=head, head_alone=alone, **settings)
 
-            ctx = (context(train, val, base_seed) if folds is None
-                   else CrossValidation.over(folds, train.concat(val), context, base_seed))
+            if folds is None:
+                ctx = context(train, val, base_seed)
+                if head is not None and self.refit:  # the refit's head starts from all data
+                    ctx.all_data = context(train.concat(val), None, base_seed)
+            else:
+                ctx = CrossValidation.over(folds, train.concat(val), context, base_seed)
             result = select(ctx, strategy, options, refit=self.refit)
-        self._set_result(result, units, pretrained, eval_batch_size)
+        self._set_result(result, units, head, eval_batch_size)
         self.fit_time_ = time.perf_counter() - started
         return self
 
@@ -492,9 +536,31 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError("cv scores each candidate on several folds, which gives no "
                              "single selection-run model: it needs refit=True.")
 
-    def _encode_labels(self, y, n_outputs):
-        """The net's output index of each label; ``classes_`` and the label mapping."""
+    def _output_layer(self, pretrained, probe, y, n_outputs, base_seed):
+        """How labels map to outputs, and the new head (a Unit) or None.
+
+        With a new head, ``pretrained`` (the private copy) gets it in place.
+        """
         labels = Labels(getattr(self.base_net, "classes", None), n_outputs)
+        self.head_ = None
+        if not wants_new_head(self.head, labels, as_numpy(y)):
+            return labels, None
+        classes = np.unique(as_numpy(y))
+        name = find_head(pretrained, probe, n_outputs) if self.head in HEAD_OPTIONS \
+            else self.head
+        head = replace_head(pretrained, name, len(classes), seed_for(base_seed, "head"), probe)
+        self.head_ = name
+        return Labels(classes, len(classes), origin="the classes of y"), head
+
+    def _net_holding(self, module):
+        """A net like the base net holding ``module``; with a new head, it declares
+        ``classes_``."""
+        if getattr(self, "head_", None) is None:
+            return net_like(self.base_net, module)
+        return net_like(self.base_net, module, classes=self.classes_.tolist())
+
+    def _encode_labels(self, y, labels):
+        """The net's output index of each label; ``classes_`` and the label mapping."""
         outputs = labels.outputs_of(y, "y")
         self._class_outputs = np.unique(outputs)
         self._labels = labels
@@ -515,8 +581,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             return self._tensor(x, device)
 
         if X_val is None:
-            train_idx, val_idx = stratified_split(outputs, self.validation_fraction,
-                                                  np.random.RandomState(base_seed))
+            train_idx, val_idx = stratified_split(
+                outputs, self.validation_fraction, np.random.RandomState(base_seed),
+                names=lambda output: self._labels.labels_of([output]).tolist()[0])
             return (samples_of(X, targets, kwargs["train"], to_device, device, train_idx),
                     samples_of(X, targets, kwargs["valid"], to_device, device, val_idx))
         X_val, val_targets = self._validate_validation_data(X_val, y_val)
@@ -538,13 +605,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             options.update(max_units=self.max_units, pair_margin=self.pair_margin)
         return strategy, options
 
-    def _set_result(self, result, units, pretrained, eval_batch_size):
+    def _set_result(self, result, units, head, eval_batch_size):
         """Every fitted attribute of the selection, at once."""
         for name, value in result.attributes(self.keep_candidates).items():
             setattr(self, name, value)
         self.units_ = [unit.name for unit in units]
-        self.net_ = net_like(self.base_net, result.model)
-        self._units, self._pretrained = units, pretrained
+        self.net_ = self._net_holding(result.model)
+        self._units, self._pretrained, self._head = units, result.start, head
         self._eval_batch_size = eval_batch_size
 
     def _optimization(self, net, n_train, eval_batch_size, callbacks=()):
@@ -708,6 +775,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"base_net's module must return a tensor of shape (n_samples, n_outputs), or "
                 f"a tuple whose first element is one; got {type(outputs).__name__} "
                 f"{tuple(outputs.shape) if torch.is_tensor(outputs) else ''}.")
+        low, high = float(outputs.min()), float(outputs.max())
+        if outputs_probabilities(self.base_net) and (low < 0 or high > 1 + 1e-3):
+            raise ValueError(
+                f"base_net's criterion is NLLLoss (skorch's default), which takes the module's "
+                f"outputs as probabilities, but they range from {low:.3g} to {high:.3g}: a "
+                f"module that outputs logits needs criterion=torch.nn.CrossEntropyLoss.")
         return outputs.shape[1], 2 * max(widest) + widest[0]
 
     # -- prediction ----------------------------------------------------------------------------
@@ -903,8 +976,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     def pretrained_fingerprint(self):
         """A hash of what :meth:`pretrained_transform` computes.
 
-        It covers the pretrained weights (adapters included) and the module
-        whose input is the embedding, so that embeddings computed once (a
+        It covers the pretrained weights (adapters included; a new head,
+        which comes after the embedding, left out) and the module whose
+        input is the embedding, so that embeddings computed once (a
         retrieval gallery, say) can be reused for every tuner that gives the
         same hash.
 
@@ -913,7 +987,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         str
         """
         check_is_fitted(self)
-        return f"{_surgery.fingerprint(self._pretrained)}@{self._embedding_cut()}"
+        # a new head starts from this fit's data, and lies after the cut: left out
+        head = getattr(self, "_head", None)
+        return f"{_surgery.fingerprint(self._pretrained, head)}@{self._embedding_cut()}"
 
     def _embedding_cut(self):
         """Dotted name of the module whose input :meth:`transform` returns."""

@@ -345,6 +345,10 @@ def attach(module, units, pixel_adapter, input_shape, seed):
         adapters = {kind: ADAPTERS[kind](n_channels).to(device) for kind in kinds}
     wrapped = AdaptedNet(module, adapters)
     adapter_units = [Unit(name, (name,)) for name in wrapped.adapter_names]
-    net_units = [Unit(unit.name, tuple(f"net.{m}" for m in unit.modules),
-                      tuple(f"net.{p}" for p in unit.params)) for unit in units]
-    return wrapped, adapter_units + net_units
+    return wrapped, adapter_units + [inside(unit) for unit in units]
+
+
+def inside(unit):
+    """A unit of the wrapped network, as a unit of its :class:`AdaptedNet`."""
+    return Unit(unit.name, tuple(f"net.{m}" for m in unit.modules),
+                tuple(f"net.{p}" for p in unit.params))

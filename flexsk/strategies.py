@@ -49,7 +49,12 @@ class TrainingContext(Protocol):
     units : list
         The units in forward order; each has a ``name``.
     pretrained : torch.nn.Module
-        The pretrained network (never modify it).
+        The pretrained network (never modify it). With FlexTuner's
+        ``head="new"`` its output layer is the new, untrained head.
+    head : Unit or None
+        The new output layer (``head="new"``), or None. It trains in every
+        run besides the run's key, and proxy nets take it from their donor;
+        a schedule needs to do nothing about it.
     stopping : Stopping
         How long a run lasts by default (FlexTuner's ``max_epochs`` and
         ``patience``); ``stopping.replace(max_epochs=1, patience=None)``
@@ -58,13 +63,15 @@ class TrainingContext(Protocol):
 
     units: list
     pretrained: object
+    head: object
     stopping: Stopping
 
     def tune(self, key, *, start=None, stopping=None, keep_best=True) -> Tuned:
         """Fine-tune a unit (its name), a tuple of unit names, ``"all"`` or ``"ss"``
-        (scale-and-shift), from ``start`` (the pretrained weights by default), until
-        validation stops making progress; keep the best epoch (or, with
-        ``keep_best=False``, the last). The run's seed derives from ``key``."""
+        (scale-and-shift), with the new head if there is one, from ``start`` (the
+        pretrained weights by default), until validation stops making progress;
+        keep the best epoch (or, with ``keep_best=False``, the last). The run's
+        seed derives from ``key``."""
 
     def tune_many(self, keys) -> dict:
         """:meth:`tune` each key from the pretrained weights, in parallel with ``n_jobs``:
@@ -74,9 +81,9 @@ class TrainingContext(Protocol):
         """Validation accuracy and loss of ``module``."""
 
     def proxy_evaluations(self, donor) -> dict:
-        """For each unit, the pretrained net with that unit's weights taken from
-        ``donor``, scored on validation data (Algorithm 2's proxies): unit name ->
-        :class:`Evaluation`."""
+        """For each unit, the pretrained net with that unit's weights (and the new
+        head, if there is one) taken from ``donor``, scored on validation data
+        (Algorithm 2's proxies): unit name -> :class:`Evaluation`."""
 
     def relative_gradient_norms(self, n_batches=4) -> dict:
         """For each unit, the mean over its parameter tensors of ``||grad|| / ||w||`` at

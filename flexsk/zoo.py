@@ -76,6 +76,7 @@ from collections import OrderedDict
 from numbers import Integral
 from pathlib import Path
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_params
 from torch import nn
@@ -211,10 +212,10 @@ def make_net(arch, *, n_channels=1, image_size=16, n_classes=10):
 
 
 @validate_params(
-    {**_NET_CONSTRAINTS, "cache_dir": [str, os.PathLike, None]},
+    {**_NET_CONSTRAINTS, "cache_dir": [str, os.PathLike, None], "digits": [list, tuple, None]},
     prefer_skip_nested_validation=True,
 )
-def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None):
+def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None, digits=None):
     """A zoo network (a plain ``nn.Sequential``) holding its pretrained weights.
 
     The ``module`` factory of the estimator returned by :func:`load_source_net`,
@@ -224,11 +225,24 @@ def _source_module(arch="conv4", n_channels=1, image_size=16, cache_dir=None):
     n_channels, image_size, _ = _check_net_args("_source_module", n_channels, image_size)
     # The random initialization is overwritten below: keep it off the
     # global RNG, so that loading a source net leaves the RNG untouched.
+    digits = _check_digits(digits)
     with torch.random.fork_rng(devices=[]):
-        module = nn.Sequential(_layers(arch, n_channels, image_size, _N_SOURCE_CLASSES))
+        module = nn.Sequential(_layers(arch, n_channels, image_size, len(digits)))
     module.load_state_dict(_pretrained_state_dict(arch, n_channels, image_size,
-                                                  cache_dir=cache_dir))
+                                                  cache_dir=cache_dir, digits=digits))
     return module
+
+
+def _check_digits(digits):
+    """The source digits as a sorted tuple; all ten by default."""
+    if digits is None:
+        return tuple(range(_N_SOURCE_CLASSES))
+    checked = sorted({int(d) for d in digits if not isinstance(d, bool)
+                      and float(d) == int(d) and 0 <= int(d) < _N_SOURCE_CLASSES})
+    if len(checked) != len(digits) or len(checked) < 2:
+        raise ValueError(f"digits must list at least two distinct digits from 0 to 9, "
+                         f"each once; got {list(digits)!r}.")
+    return tuple(checked)
 
 
 # --------------------------------------------------------------------------
@@ -269,9 +283,11 @@ def _recipe_tag():
     return hashlib.sha256(repr(recipe).encode()).hexdigest()[:8]
 
 
-def _cache_path(arch, n_channels, image_size, cache_dir):
+def _cache_path(arch, n_channels, image_size, cache_dir, digits=None):
     cache_dir = get_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
-    name = f"{arch}-c{n_channels}-s{image_size}-v{ZOO_VERSION}-{_recipe_tag()}.pt"
+    digits = _check_digits(digits)
+    subset = "" if len(digits) == _N_SOURCE_CLASSES else "-d" + "".join(map(str, digits))
+    name = f"{arch}-c{n_channels}-s{image_size}{subset}-v{ZOO_VERSION}-{_recipe_tag()}.pt"
     return cache_dir.resolve() / name
 
 
@@ -299,7 +315,7 @@ def _save_atomic(state_dict, path):
         torch.save(state_dict, f)
 
 
-def _load_cached(path, arch, n_channels, image_size):
+def _load_cached(path, arch, n_channels, image_size, n_classes=_N_SOURCE_CLASSES):
     """The state dict cached at ``path``; raises if it is unreadable or invalid."""
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state_dict, dict):
@@ -314,27 +330,28 @@ def _load_cached(path, arch, n_channels, image_size):
         raise ValueError(f"non-finite weights in {non_finite}")
     # Check that it fits the architecture (strict keys and shapes).
     with torch.random.fork_rng(devices=[]):
-        net = nn.Sequential(_layers(arch, n_channels, image_size, _N_SOURCE_CLASSES))
+        net = nn.Sequential(_layers(arch, n_channels, image_size, n_classes))
     net.load_state_dict(state_dict)
     return state_dict
 
 
 def _pretrained_state_dict(arch, n_channels, image_size, *, cache_dir=None,
-                           refit=False, verbose=0):
+                           refit=False, verbose=0, digits=None):
     """Pretrained weights of a zoo net: from memory or the cache, else trained and cached."""
-    path = _cache_path(arch, n_channels, image_size, cache_dir)
+    digits = _check_digits(digits)
+    path = _cache_path(arch, n_channels, image_size, cache_dir, digits)
     key = str(path)
     if not refit:
         if key in _UNSAVED:
             return _UNSAVED[key]
         if path.exists():
             try:
-                return _load_cached(path, arch, n_channels, image_size)
+                return _load_cached(path, arch, n_channels, image_size, len(digits))
             except Exception as exc:  # corrupt, truncated, damaged or mismatched file
                 warnings.warn(f"Could not load the cached pretrained weights {key!r} "
                               f"({type(exc).__name__}: {exc}); retraining them.",
                               RuntimeWarning, stacklevel=3)
-    state_dict = _pretrain(arch, n_channels, image_size, verbose=verbose)
+    state_dict = _pretrain(arch, n_channels, image_size, verbose=verbose, digits=digits)
     try:
         _save_atomic(state_dict, path)
     except OSError as exc:
@@ -359,10 +376,10 @@ def _accuracy(module, X, y, batch_size=256):
     return (pred == y).float().mean().item()
 
 
-def _train(arch, n_channels, image_size, X, y, epochs):
+def _train(arch, n_channels, image_size, X, y, epochs, n_classes=_N_SOURCE_CLASSES):
     """Train a fresh zoo net on tensors ``X, y`` with the pretraining recipe."""
     module = make_net(arch, n_channels=n_channels, image_size=image_size,
-                      n_classes=_N_SOURCE_CLASSES)
+                      n_classes=n_classes)
     optimizer = torch.optim.Adam(module.parameters(), lr=_PRETRAIN_LR)
     criterion = nn.CrossEntropyLoss()
     module.train()
@@ -378,17 +395,17 @@ def _train(arch, n_channels, image_size, X, y, epochs):
     return module
 
 
-def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
-    """Pretrain a zoo net on the source train split; return its CPU state dict.
+def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0, digits=None):
+    """Pretrain a zoo net on the source train split (its ``digits``, output ``i``
+    for ``digits[i]``); return its CPU state dict.
 
     Deterministic: the seed is fixed inside :func:`torch.random.fork_rng`, so
     the global torch RNG state is left untouched.
     """
     epochs = _PRETRAIN_EPOCHS[arch] if epochs is None else epochs
+    digits = _check_digits(digits)
     start = time.perf_counter()
-    X, y = load_digits_source(split="train", image_size=image_size,
-                              n_channels=n_channels, return_X_y=True)
-    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    X, y = _source_digits("train", image_size, n_channels, digits)
     n_threads = torch.get_num_threads()
     # One intra-op thread: these nets are tiny, so this is as fast on an idle
     # machine, much faster on a busy one, and makes the result independent of
@@ -397,13 +414,11 @@ def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_PRETRAIN_SEED)
-            module = _train(arch, n_channels, image_size, X, y, epochs)
+            module = _train(arch, n_channels, image_size, X, y, epochs, len(digits))
     finally:
         torch.set_num_threads(n_threads)
     if verbose > 0:
-        X_test, y_test = load_digits_source(split="test", image_size=image_size,
-                                            n_channels=n_channels, return_X_y=True)
-        acc = _accuracy(module, torch.from_numpy(X_test), torch.from_numpy(y_test))
+        acc = _accuracy(module, *_source_digits("test", image_size, n_channels, digits))
         print(f"[flexsk.zoo] pretrained {arch} (c={n_channels}, s={image_size}): "
               f"{epochs} epochs, source test accuracy {acc:.3f}, "
               f"{time.perf_counter() - start:.1f} s")
@@ -412,6 +427,14 @@ def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
         raise RuntimeError(f"pretraining {arch} diverged: non-finite weights "
                            f"{_non_finite(state_dict)}.")
     return state_dict
+
+
+def _source_digits(split, image_size, n_channels, digits):
+    """Source images of ``digits`` and their labels as output indices, as tensors."""
+    X, y = load_digits_source(split=split, image_size=image_size, n_channels=n_channels,
+                              return_X_y=True)
+    keep = np.isin(y, digits)
+    return torch.from_numpy(X[keep]), torch.from_numpy(np.searchsorted(digits, y[keep]))
 
 
 # --------------------------------------------------------------------------
@@ -426,11 +449,12 @@ def _pretrain(arch, n_channels, image_size, *, epochs=None, verbose=0):
         "cache_dir": [str, os.PathLike, None],
         "refit": ["boolean"],
         "verbose": ["verbose"],
+        "digits": [list, tuple, None],
     },
     prefer_skip_nested_validation=True,
 )
 def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None,
-                    refit=False, verbose=0):
+                    refit=False, verbose=0, digits=None):
     """Load a pretrained source net, ready for fine-tuning, as a skorch estimator.
 
     The weights are pretrained on the source ``"train"`` split of
@@ -452,6 +476,12 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
     verbose : int, default=0
         If positive, print one line when pretraining (architecture, epochs,
         source test accuracy, seconds).
+    digits : list of int or None, default=None
+        The source digits to pretrain on, at least two; None: all ten.
+        Output ``i`` is the ``i``-th smallest, and the net declares them as
+        its ``classes``. A net pretrained on some digits is a source for
+        *new* classes: tune it to the others with ``FlexTuner(...,
+        head="new")`` (see :ref:`new_classes`).
 
     Returns
     -------
@@ -461,8 +491,8 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
         lower learning rate ``1e-3``, :class:`torch.nn.CrossEntropyLoss` (the
         module outputs logits), ``batch_size=32``, ``max_epochs=20``,
         ``train_split=None``, shuffled training batches, ``device="cpu"``,
-        ``classes=list(range(10))`` and ``verbose=0``. The module is
-        re-loaded with the pretrained weights whenever the estimator is
+        ``classes=list(range(10))`` (or the ``digits``) and ``verbose=0``. The
+        module is re-loaded with the pretrained weights whenever the estimator is
         (re)initialized, e.g. by ``fit`` (unless ``warm_start=True``) or after
         :func:`sklearn.base.clone`. Loading (and pretraining) leaves the
         global torch RNG state untouched.
@@ -493,15 +523,18 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
     from skorch import NeuralNetClassifier
 
     n_channels, image_size, _ = _check_net_args("load_source_net", n_channels, image_size)
+    checked = _check_digits(digits)
     cache_dir = str(_cache_path(arch, n_channels, image_size, cache_dir).parent)
     _pretrained_state_dict(arch, n_channels, image_size, cache_dir=cache_dir,
-                           refit=refit, verbose=verbose)
+                           refit=refit, verbose=verbose, digits=checked)
+    subset = {} if digits is None else {"module__digits": list(checked)}
     net = NeuralNetClassifier(
         _source_module,
         module__arch=arch,
         module__n_channels=n_channels,
         module__image_size=image_size,
         module__cache_dir=cache_dir,
+        **subset,
         criterion=nn.CrossEntropyLoss,
         optimizer=torch.optim.Adam,
         lr=_FINETUNE_LR,
@@ -509,7 +542,7 @@ def load_source_net(arch="conv4", *, n_channels=1, image_size=16, cache_dir=None
         max_epochs=_FINETUNE_MAX_EPOCHS,
         train_split=None,
         iterator_train__shuffle=True,
-        classes=list(range(_N_SOURCE_CLASSES)),
+        classes=list(checked),
         device="cpu",
         verbose=0,
     )

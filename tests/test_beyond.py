@@ -491,7 +491,8 @@ def test_adapter_units_with_explicit_units(conv4, target):
 
 def test_adapter_needs_images(target):
     module = nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(64, 10)))
-    net = NeuralNetClassifier(module, lr=1e-3, optimizer=torch.optim.Adam)
+    net = NeuralNetClassifier(module, lr=1e-3, optimizer=torch.optim.Adam,
+                              criterion=nn.CrossEntropyLoss)
     X = target["X"].reshape(len(target["X"]), -1)
     with pytest.raises(ValueError, match=r"2D images.*\(n_samples, 64\)"):
         FlexTuner(net, pixel_adapter="color", **FAST).fit(X, target["y"])

@@ -15,8 +15,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_estimators_overwrite_params": (
         "joblib.hash of a deep-copied torch tensor differs from the original's, so the "
         "base net's parameters never hash equal after the check's deepcopy."),
-    "check_classifiers_classes": (
-        "string labels are rejected by design: labels index the pretrained net's outputs."),
 }
 
 

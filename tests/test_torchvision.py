@@ -61,3 +61,22 @@ def test_timm_vit_blocks():
     rows = preview_units(module, torch.rand(2, 3, 32, 32), units="blocks")
     assert [row.name for row in rows] == ["patch_embed", "blocks.0", "blocks.1", "norm", "head"]
     assert {"cls_token", "pos_embed"} <= set(rows[0].members)
+
+
+@pytest.mark.parametrize("build, size, head", [
+    (lambda models: models.resnet18(weights=None), 64, "fc"),
+    (lambda models: models.mobilenet_v3_small(weights=None), 64, "classifier.3"),
+    (lambda models: models.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
+                                             num_heads=2, hidden_dim=16, mlp_dim=32,
+                                             num_classes=10), 32, "heads.head"),
+])
+def test_the_output_layer_of_torchvision_nets_is_found_and_replaced(build, size, head):
+    from flexsk._head import find_head, replace_head
+
+    models = _import_or_skip("torchvision.models")
+    module = build(models).eval()
+    probe = torch.rand(2, 3, size, size)
+    n_outputs = module(probe).shape[1]
+    assert find_head(module, probe, n_outputs) == head
+    unit = replace_head(module, head, 3, seed=0, probe=probe)
+    assert unit.modules == (head,) and module(probe).shape == (2, 3)

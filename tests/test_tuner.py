@@ -237,8 +237,9 @@ def test_subset_of_classes(conv4, target):
     (lambda y: y + 0.5, "Unknown label type"),
 ])
 def test_bad_labels(conv4, target, labels, message):
+    # head="keep": labels must name the pretrained outputs ("auto" gives these a new head)
     with pytest.raises(ValueError, match=message):
-        FlexTuner(conv4, **FAST).fit(target["X"], labels(target["y"]))
+        FlexTuner(conv4, head="keep", **FAST).fit(target["X"], labels(target["y"]))
 
 
 def test_y_val_with_unseen_class(conv4, target):

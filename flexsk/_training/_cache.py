@@ -106,7 +106,8 @@ class ActivationCache:
         """
         if selection.units is None or selection.extra is not None or not self.enabled:
             return None
-        first = min(selection.units, key=self.units.index).name
+        first = min((unit for unit in selection.units if unit in self.units),
+                    key=self.units.index).name  # a new head that is no unit comes last
         if not self.cuttable([first]) or any(
                 selection.trains(name) for name in self.cuts.prefix_parameters(first)):
             return None  # no cut there, or the prefix uses a parameter that trains

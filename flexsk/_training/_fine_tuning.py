@@ -130,7 +130,9 @@ class Tuned:
         The training loss (or the validation loss) became non-finite; the run
         stopped there.
     improved : bool
-        The kept weights rank better than the starting weights.
+        The kept weights rank better than the starting weights (for a run
+        of a new head alone, which starts from a linear probe: than the
+        pretrained net with its new head as initialized).
     from_pretrained : bool
         The run started from the pretrained weights (``start=None``), so that
         its epochs count from them (the refit retrains for that many).
@@ -234,6 +236,7 @@ class _Run:
     n_steps: int = 0
     diverged: bool = False
     from_pretrained: bool = True
+    reference: object = None  # what "improved" compares with, when not the start
 
     def begin(self, evaluation, state):
         self.best, self.best_state = evaluation, state
@@ -349,17 +352,30 @@ class FineTuning:
         Budget of the cache for ``cache="auto"``.
     n_jobs : int or None
         Parallel jobs for :meth:`tune_many`.
+    head : Unit or None
+        A new output layer (FlexTuner's ``head="new"``): it starts from
+        nothing, so it trains in every run besides the run's own selection,
+        and proxy nets take it from their donor.
+    head_alone : callable or None
+        ``head_alone()`` gives the weights a run that tunes the new head
+        alone starts from (a linear probe's start); None: ``pretrained``.
 
     Attributes
     ----------
     runs : list of (key, Tuned)
         Every training run of this fit, in the order they finished.
+    all_data : FineTuning or None
+        The refit's context, when the caller builds it (a new head then
+        starts from all the data); None: :meth:`on_all_data` derives it.
     """
 
     def __init__(self, pretrained, units, data, optimization, base_seed, *,
                  progress=None, log=None, on_epoch=None, cache="auto", cache_bytes=2 ** 30,
-                 n_jobs=None):
+                 n_jobs=None, head=None, head_alone=None):
         self.pretrained = pretrained
+        self.head = head
+        self.head_alone = head_alone
+        self._alone_start = None
         self.units = units
         self.by_name = {unit.name: unit for unit in units}
         self.data = data
@@ -373,6 +389,7 @@ class FineTuning:
                                      eval_batch_size=optimization.eval_batch_size,
                                      autocast=self.autocast)
         self.runs = []
+        self.all_data = None
         self._pretrained_evaluation = None
 
     def __getstate__(self):
@@ -400,17 +417,22 @@ class FineTuning:
     def on_all_data(self):
         """A FineTuning like this one whose training data are the training and
         validation data together, and which has no validation data (refit)."""
+        if self.all_data is not None:
+            return self.all_data
         data = TargetData(train=self.data.train.concat(self.data.val), val=None,
                           classes=self.data.classes)
         return FineTuning(self.pretrained, self.units, data, self.optimization,
                           self.base_seed, progress=self.progress, log=self.log,
                           on_epoch=self.on_epoch, cache=self.cache.enabled,
-                          cache_bytes=self.cache.budget, n_jobs=self.n_jobs)
+                          cache_bytes=self.cache.budget, n_jobs=self.n_jobs, head=self.head)
 
     # -- candidates --------------------------------------------------------------------
 
     def selection(self, key):
-        """The :class:`~flexsk._surgery.Selection` for a unit name, tuple or "all"."""
+        """The :class:`~flexsk._surgery.Selection` for a unit name, tuple or "all".
+
+        With a new head, the head trains with every selection.
+        """
         if key == "all":
             return _surgery.select(None)
         names = key if isinstance(key, tuple) else (key,)
@@ -419,7 +441,25 @@ class FineTuning:
             raise ValueError(f"Cannot tune {key!r}: {', '.join(map(repr, unknown))} is not a "
                              f"unit. The units are {list(self.by_name)}, and the keys "
                              f"'all' and 'ss'.")
-        return _surgery.select(self.by_name[name] for name in names)
+        return _surgery.select(self.with_head([self.by_name[name] for name in names]))
+
+    def start_for(self, key):
+        """The weights a run of ``key`` starts from by default: the pretrained net, or for
+        a run that tunes the new head alone, ``head_alone()`` (computed once)."""
+        if self.head_alone is None or key in ("all", "ss") or not all(
+                set(self.by_name[name].members) <= set(self.head.members)
+                for name in (key if isinstance(key, tuple) else (key,))):
+            return self.pretrained
+        if self._alone_start is None:
+            self._alone_start = self.head_alone()
+        return self._alone_start
+
+    def with_head(self, units):
+        """``units`` and the new head, unless one of them holds it already."""
+        head = self.head
+        if head is None or any(unit.owns(f"{head.modules[0]}.weight") for unit in units):
+            return tuple(units)
+        return tuple(units) + (head,)
 
     def _candidate(self, key, start):
         """A trainable copy of ``start`` for ``key``, its Selection, and what ends the run.
@@ -428,9 +468,9 @@ class FineTuning:
         the last unit, trained with the last unit and folded back into plain
         weights at the end.
         """
-        module = copy.deepcopy(self.pretrained if start is None else start)
+        module = copy.deepcopy(self.start_for(key) if start is None else start)
         if key == "ss":
-            selection = _surgery.add_scale_shift(module, self.units[-1])
+            selection = _surgery.add_scale_shift(module, self.with_head([self.units[-1]]))
             return module, selection, _surgery.fold_scale_shift
         return module, self.selection(key), None
 
@@ -525,7 +565,9 @@ class FineTuning:
             if cached_val is not None:
                 run.forward, run.val = suffix, cached_val
         first = self.evaluate(run.forward, run.val) if run.val is not None else None
-        if start is None and self._pretrained_evaluation is None:
+        if start is None and self.start_for(key) is not self.pretrained and first is not None:
+            run.reference = self.pretrained_evaluation  # the pick must beat the pretrained net
+        elif start is None and self._pretrained_evaluation is None:
             self._pretrained_evaluation = first  # the same weights: no second pass
         run.begin(first, selection.state(module))
         self._observe(run, 0, None, first)
@@ -580,7 +622,9 @@ class FineTuning:
             _surgery.load_state(module, run.best_state)
         else:
             best_epoch, best = run.epoch, run.history[-1]
-        improved = best_epoch > 0 and (best is None or best.improves_on(run.history[0]))
+        reference = run.history[0] if run.reference is None else run.reference
+        improved = (best_epoch > 0 or run.reference is not None) and (
+            best is None or best.improves_on(reference))
         if run.diverged and best is not None:  # marked, so that rank() puts it last
             best = Evaluation(best.accuracy, math.nan)
         if run.finish is not None:

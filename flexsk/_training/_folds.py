@@ -77,6 +77,7 @@ class CrossValidation:
         first = folds[0]
         self.units = first.units
         self.pretrained = first.pretrained
+        self.head = first.head
         self.optimization = first.optimization
         self.stopping = first.stopping
         self.data = first.data  # the classes; each fold holds its own samples

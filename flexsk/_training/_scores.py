@@ -22,10 +22,15 @@ def proxy_evaluations(ft, donor):
 
     Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so one
     pretrained pass gives every cuttable unit's input, and each proxy only
-    runs its suffix.
+    runs its suffix. With a new head (``ft.head``), every proxy also takes
+    the donor's head: the pretrained net's is freshly initialized, and a
+    proxy is then "the pretrained net with the donor's unit and head", the
+    weights a candidate of that unit would train.
     """
     inputs = ft.cache.val_inputs([unit.name for unit in ft.units])
     workspace = copy.deepcopy(ft.pretrained)
+    if ft.head is not None:
+        _surgery.load_state(workspace, _surgery.donor_tensors(workspace, donor, ft.head))
     evaluations = {}
     for unit in ft.units:
         with _surgery.unit_from(workspace, donor, unit):

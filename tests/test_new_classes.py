@@ -468,3 +468,11 @@ def test_a_linear_probe_that_training_cannot_better_is_kept_and_refit_on_all_dat
                  np.concatenate([words["y"], words["y_val"]]))
     np.testing.assert_allclose(tuner.predict_proba(words["X_test"]), expected.predict_proba(
         tuner.pretrained_transform(words["X_test"])), atol=1e-4)
+
+
+def test_an_unknown_unit_is_named_with_a_new_head(conv4, words):
+    def schedule(ctx):
+        return Outcome("nope", {"nope": ctx.tune("nope")})
+
+    with pytest.raises(ValueError, match="'nope' is not a unit"):
+        FlexTuner(conv4, strategy=schedule, head="new", **FAST).fit(words["X"], words["y"])

@@ -446,9 +446,10 @@ class FineTuning:
     def start_for(self, key):
         """The weights a run of ``key`` starts from by default: the pretrained net, or for
         a run that tunes the new head alone, ``head_alone()`` (computed once)."""
-        if self.head_alone is None or key in ("all", "ss") or not all(
-                set(self.by_name[name].members) <= set(self.head.members)
-                for name in (key if isinstance(key, tuple) else (key,))):
+        names = key if isinstance(key, tuple) else (key,)
+        if self.head_alone is None or not all(  # "all", "ss" and unknown keys are no units
+                name in self.by_name and set(self.by_name[name].members) <= set(
+                    self.head.members) for name in names):
             return self.pretrained
         if self._alone_start is None:
             self._alone_start = self.head_alone()

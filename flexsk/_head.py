@@ -23,6 +23,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from ._inputs import integral
 from ._locks import forward_pass
 from ._network import first_output
 from ._units import Unit
@@ -65,9 +66,7 @@ def wants_new_head(head, labels, y):
     if labels.declared is not None:
         return False
     y = np.asarray(y)
-    if y.dtype.kind not in "iuf":  # strings, objects, booleans (a yes/no question)
-        return True
-    if y.dtype.kind == "f" and (not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
+    if y.dtype.kind not in "iuf" or not integral(y):  # strings, booleans (yes/no), 0.5...
         return True
     return bool(np.any((y < 0) | (y >= labels.n_outputs)))
 
@@ -146,8 +145,6 @@ def replace_head(module, name, n_classes, seed, probe):
                         device=weight.device, dtype=weight.dtype)
     parent_name, _, attr = name.rpartition(".")
     setattr(module.get_submodule(parent_name), attr, new)
-    not_logits = (f"{name!r} is not the layer that produces the logits. Name the output "
-                  f"layer: head='<module name>'.")
     with torch.no_grad(), forward_pass():
         module.eval()
         try:
@@ -161,7 +158,8 @@ def replace_head(module, name, n_classes, seed, probe):
     if outputs.dim() != 2 or outputs.shape[1] != n_classes:
         raise ValueError(
             f"Replacing {name!r} by a layer with {n_classes} outputs gives outputs of shape "
-            f"{tuple(outputs.shape)}, not (n_samples, {n_classes}): {not_logits}")
+            f"{tuple(outputs.shape)}, not (n_samples, {n_classes}): {name!r} is not the layer "
+            f"that produces the logits. Name the output layer: head='<module name>'.")
     return Unit(name, (name,))
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["Labels", "is_dataset", "loader_kwargs", "read_dataset", "dataset_inputs",
            "dataset_labels", "concat_labels", "check_tensor", "as_numpy", "stratified_split",
-           "LOADER_SETTINGS_WE_SET", "dataset_read_error", "check_finite_items"]
+           "LOADER_SETTINGS_WE_SET", "dataset_read_error", "check_finite_items", "integral"]
 
 #: DataLoader arguments that FlexTuner sets itself: batching and order.
 LOADER_SETTINGS_WE_SET = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last",
@@ -191,13 +191,14 @@ class Labels:
         are output indices.
     n_outputs : int
         The net's number of outputs.
-    origin : str, default="base_net's classes"
-        Where ``declared`` comes from, for error messages.
+    of_y : bool, default=False
+        ``declared`` are the classes of ``y`` (a new head), not base_net's
+        ``classes``: an unknown label is then one that ``y`` lacks.
     """
 
-    def __init__(self, declared, n_outputs, origin="base_net's classes"):
+    def __init__(self, declared, n_outputs, of_y=False):
         self.n_outputs = n_outputs
-        self.origin = origin
+        self.of_y = of_y
         self.declared = None if declared is None else np.asarray(declared)
         if self.declared is not None and self.declared.dtype.kind in "iu" and np.array_equal(
                 self.declared, np.arange(n_outputs)):
@@ -241,7 +242,7 @@ class Labels:
         keys = [self._key(label) for label in y.tolist()] if y.ndim else []
         unknown = sorted({k for k in keys if k not in self._index}, key=str)
         shown = f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
-        if unknown and self.origin != "base_net's classes":
+        if unknown and self.of_y:
             raise ValueError(f"{name} holds labels {shown} that are not in y; the classes "
                              f"seen in y are {self._preview()}.")
         if unknown:
@@ -268,10 +269,14 @@ def _integer_labels(y, name):
             f"got labels of type {y.dtype}. Map your labels to the net's class indices, "
             f"declare the label of each output with NeuralNetClassifier(..., classes=[...]), "
             f"or pass head='new' for a new output layer.")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{name} must hold integer labels, got non-integer values.")
+    if not integral(y):
+        raise ValueError(f"{name} must hold integer labels, got non-integer values.")
     return y.astype(np.int64)
+
+
+def integral(y):
+    """Whether the numeric array ``y`` holds integers only (any integer or float dtype)."""
+    return y.dtype.kind != "f" or bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
 
 
 def stratified_split(y, fraction, rng, names=None):

@@ -543,14 +543,15 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         labels = Labels(getattr(self.base_net, "classes", None), n_outputs)
         self.head_ = None
-        if not wants_new_head(self.head, labels, as_numpy(y)):
+        y = as_numpy(y)
+        if not wants_new_head(self.head, labels, y):
             return labels, None
-        classes = np.unique(as_numpy(y))
+        classes = np.unique(y)
         name = find_head(pretrained, probe, n_outputs) if self.head in HEAD_OPTIONS \
             else self.head
         head = replace_head(pretrained, name, len(classes), seed_for(base_seed, "head"), probe)
         self.head_ = name
-        return Labels(classes, len(classes), origin="the classes of y"), head
+        return Labels(classes, len(classes), of_y=True), head
 
     def _net_holding(self, module):
         """A net like the base net holding ``module``; with a new head, it declares

@@ -27,10 +27,10 @@ which gives these string labels a new head. Methods:
   before any refit).
 
 By default the new head starts as torch initializes an ``nn.Linear`` in
-every run that tunes it with other weights (``flexsk._head.HEAD_START =
-"random"``), and as a logistic regression on the pretrained features of the
-run's training images in a run that tunes it alone (``HEAD_ALONE_START =
-"probe"``). ``--head-start random`` starts it at random in every run (into
+every run that tunes it with other weights (the setting ``head_start="random"``
+of :func:`flexsk.config_context`), and as a logistic regression on the
+pretrained features of the run's training images in a run that tunes it
+alone (``head_alone_start="probe"``). ``--head-start random`` starts it at random in every run (into
 ``new-classes-random.csv``), ``--head-start probe`` as the logistic
 regression in every run (``new-classes-probe.csv``); the report compares the
 three.
@@ -65,7 +65,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import flexsk._head
+import flexsk
 from flexsk import FlexTuner
 from flexsk.datasets import make_digits_shift, subsample_per_class
 from flexsk.strategies import Outcome, Strategy, best_of
@@ -100,7 +100,11 @@ def warm_flex(ctx):
     return Outcome(best_of(evaluations), tuned)
 
 
-WARM = Strategy("flex-warm", warm_flex, n_runs=lambda n_units: n_units + 1)
+def flex_runs(n_units):
+    return n_units + 1
+
+
+WARM = Strategy("flex-warm", warm_flex, n_runs=flex_runs)
 
 
 def task_data(task, shift, split):
@@ -119,7 +123,12 @@ def source_net(task, arch):
 def scenario_rows(task, arch, shift, n_per_digit, repeat=0, head_start="default"):
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    flexsk._head.HEAD_START, flexsk._head.HEAD_ALONE_START = STARTS[head_start]  # here
+    head_start, head_alone_start = STARTS[head_start]
+    with flexsk.config_context(head_start=head_start, head_alone_start=head_alone_start):
+        return _scenario_rows(task, arch, shift, n_per_digit, repeat)
+
+
+def _scenario_rows(task, arch, shift, n_per_digit, repeat):
     net = source_net(task, arch)
     X_pool, y_pool = make_digits_shift(shift, split="train", return_X_y=True)
     picked = subsample_per_class(y_pool, n_per_digit, random_state=repeat)

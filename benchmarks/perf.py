@@ -25,10 +25,9 @@ from joblib import parallel_config
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._training import seed_for
-from flexsk.strategies import Outcome
-from flexsk._text import format_table as table
+from flexsk.bench import format_table as table
 from flexsk.datasets import make_digits_shift
+from flexsk.strategies import Outcome, seed_for
 from flexsk.zoo import load_source_net
 
 BASE_SEED_STATE = 0

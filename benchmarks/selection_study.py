@@ -56,8 +56,9 @@ import torch
 from skorch import NeuralNetClassifier
 from torch import nn
 
+import flexsk
 from flexsk import FlexTuner
-from flexsk._training import LOSS_RTOL, Evaluation
+from flexsk.strategies import Evaluation, Patience, Stopping
 from flexsk.datasets import load_digits_source, make_digits_shift, subsample_per_class
 from flexsk.zoo import load_source_net
 
@@ -321,6 +322,9 @@ def load(which):
     return runs
 
 
+LOSS_RTOL = 1e-4  # the library's default tolerance of a new loss minimum
+
+
 def stop(history, patience, use_loss, loss_progress=False, keep="rank"):
     """The epoch an early-stopping rule keeps, replayed on a validation history.
 
@@ -436,6 +440,113 @@ BUDGET_RULES = OrderedDict([
 BUDGET_STEPS = (100, 200, 400, 800)
 
 
+# -- the validation schedule and the budgets (replayed with the library's own rule) -------------
+
+
+#: Training samples of a recorded run by set and ratio, and its validation samples.
+def _sizes(which, ratio):
+    return (240, 60) if which == "unseen" else (10 * ratio, 200)
+
+
+def replay_run(history, steps_per_epoch, n_train, n_val, *, validate_every="auto",
+               rtol=LOSS_RTOL, max_steps=400):
+    """A recorded run replayed under FlexTuner's stopping rule (:class:`Patience`), with a
+    validation schedule, the loss tolerance and a step budget: its kept evaluation, its
+    optimizer steps, its validation passes and whether it ended at its cap while still
+    improving."""
+    batch_size = math.ceil(n_train / steps_per_epoch)
+    stopping = Stopping.auto(n_train=n_train, n_val=n_val, batch_size=batch_size,
+                             max_epochs=max(100, math.ceil(max_steps / steps_per_epoch)),
+                             validate_every=validate_every)
+    last_epoch = min(stopping.max_epochs, len(history) - 1)
+    rule = Patience(stopping.patience, Evaluation(*history[0][:2]), rtol=rtol)
+    passes, epoch = 1, 0
+    for epoch in range(1, last_epoch + 1):
+        if not (stopping.validates(epoch) or epoch == last_epoch):
+            continue
+        passes += 1
+        if rule.update(epoch, Evaluation(*history[epoch][:2])):
+            break
+    at_cap = epoch == last_epoch and epoch - rule.best_epoch < stopping.patience
+    return history[rule.best_epoch], epoch * steps_per_epoch, passes, at_cap
+
+
+def schedule_summary(runs, which, **rule):
+    """Flex, ft-all and ft-fc (1) replayed under ``rule``, with the cost of the runs in
+    optimizer steps plus validation passes (a pass over ``n_val`` images costs
+    ``n_val / (3 * images per step)`` steps: a forward pass against a forward and backward
+    pass)."""
+    flex, ft_all, ft_fc, regret = [], [], [], []
+    steps = validation = capped = n_runs = below = 0
+    for (net, shift, ratio, repeat), candidates in runs.items():
+        n_train, n_val = _sizes(which, ratio)
+        kept = {}
+        for key, (position, steps_per_epoch, history) in candidates.items():
+            best, run_steps, passes, at_cap = replay_run(history, steps_per_epoch, n_train,
+                                                         n_val, **rule)
+            kept[key] = (position, best)
+            steps += run_steps
+            validation += passes * n_val / (3 * n_train / steps_per_epoch)
+            capped += at_cap
+            n_runs += 1
+            below += best[2] < 0.1
+        order = sorted(kept, key=lambda k: (-kept[k][1][0], kept[k][1][1], kept[k][0]))
+        tests = {k: v[1][2] for k, v in kept.items()}
+        last_unit = max((k for k in kept if k != "all"), key=lambda k: kept[k][0])
+        flex.append(tests[order[0]])
+        ft_all.append(tests["all"])
+        ft_fc.append(tests[last_unit])
+        regret.append(100 * (max(tests.values()) - tests[order[0]]))
+    return dict(flex=np.mean(flex), ft_all=np.mean(ft_all), ft_fc=np.mean(ft_fc),
+                regret=np.mean(regret), below=below, capped=capped, n_runs=n_runs,
+                steps=steps, cost=steps + validation, validation=validation)
+
+
+#: Rules replayed by the schedule study: label -> replay_run settings.
+SCHEDULES = OrderedDict([
+    ("validate every epoch (0.3)", dict(validate_every=1)),
+    ("validate_every='auto' (every ceil(n_val / n_train) epochs, at most patience / 2)",
+     dict()),
+    ("auto, loss tolerance 1e-3", dict(rtol=1e-3)),
+    ("auto, loss tolerance 1e-2", dict(rtol=1e-2)),
+    ("auto, budget 200 steps", dict(max_steps=200)),
+    ("auto, budget 800 steps", dict(max_steps=800)),
+])
+
+
+def schedule_lines():
+    lines = ["## The validation schedule and the budgets (`validate_every`, loss tolerance, "
+             "step budget)", "",
+             "Each recorded run replayed with FlexTuner's stopping rule "
+             "(`flexsk.strategies.Patience` and `Stopping.auto`) under a validation schedule. "
+             "Cost: optimizer steps plus validation passes in step units (a pass over the "
+             "validation images costs a third of training on as many images); relative to "
+             "the first row of each block. Validation: its share of that cost. At cap: runs "
+             "that ended at their budget while still improving (best epoch among the last "
+             "`patience`). The `long` set has 2 and 10 images per class recorded for 800 "
+             "steps; the `bench` set's 40 per class, 100 epochs; the unseen set, 100 epochs.",
+             ""]
+    for which, ratios in (("long", (2, 10)), ("bench", (40,)), ("unseen", (10,))):
+        if not _trajectories(which).exists():
+            continue
+        runs = load(which)
+        for ratio in ratios:
+            subset = {k: v for k, v in runs.items() if k[2] == ratio}
+            lines += [f"### {which}, {ratio} images per class ({len(subset)} runs)", "",
+                      "| rule | flex | ft-all | ft-fc (1) | regret | below chance | at cap | "
+                      "cost | validation |", "|---|---|---|---|---|---|---|---|---|"]
+            base = None
+            for label, rule in SCHEDULES.items():
+                r = schedule_summary(subset, which, **rule)
+                base = base or r["cost"]
+                lines.append(f"| {label} | {r['flex']:.4f} | {r['ft_all']:.4f} | "
+                             f"{r['ft_fc']:.4f} | {r['regret']:.2f} | {r['below']} | "
+                             f"{r['capped']}/{r['n_runs']} | {r['cost'] / base:.2f} | "
+                             f"{r['validation'] / r['cost']:.0%} |")
+            lines.append("")
+    return lines
+
+
 def analyze():
     lines = ["# Selection study: replayed rules", "",
              "From `python benchmarks/selection_study.py analyze` on the recorded "
@@ -465,6 +576,7 @@ def analyze():
                 summary = summarize(runs, rule, _budget(steps))
                 lines.append(f"| {steps} " + _rule_row(name, summary))
         lines.append("")
+    lines += schedule_lines()
     lines += check_summary()
     text = "\n".join(lines)
     (HERE / "selection-study.md").write_text(text + "\n")
@@ -600,7 +712,8 @@ CHECK_STRATEGIES = (("flex", dict(strategy="flex")), ("fast", dict(strategy="fas
                     ("ft-fc-1", dict(strategy="ft-fc", n_fc_units=1)))
 CHECK_COLUMNS = ["net", "shift", "ratio", "repeat", "strategy", "cv", "selected",
                  "selection_test", "best_candidate_test", "refit_steps_test",
-                 "refit_epochs_test", "selection_seconds", "refit_seconds", "candidate_tests"]
+                 "refit_epochs_test", "selection_seconds", "refit_seconds", "candidate_tests",
+                 "refit_steps_seconds", "refit_epochs_seconds"]
 
 
 def check(which, cv=None, strategies=None, shifts=None, nets=None, part=None):
@@ -608,11 +721,11 @@ def check(which, cv=None, strategies=None, shifts=None, nets=None, part=None):
 
     Records the selection run's pick and its test accuracy, the best
     candidate's in hindsight, and the test accuracy of the pick refitted for
-    the selection run's peak in optimizer steps and in epochs (both refits
-    from the same selection run; the estimator's default is one of them).
+    the selection run's peak in optimizer steps and in epochs (two fits
+    that differ in the setting ``refit_length`` alone, so that their
+    selection runs are the same; the estimator's default is one of them),
+    and what each refit took.
     """
-    import flexsk._selection as selection_module
-
     torch.set_num_threads(1)
     suffix = ("" if cv is None else f"-cv{cv}") + (f"-{part}" if part else "")
     path = HERE / f"selection-study-check-{which}{suffix}.csv"
@@ -622,7 +735,6 @@ def check(which, cv=None, strategies=None, shifts=None, nets=None, part=None):
             done = {(r["net"], r["shift"], r["ratio"], r["repeat"], r["strategy"])
                     for r in csv.DictReader(f)}
     new = not path.exists()
-    original_refit = selection_module.refit_pick
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, CHECK_COLUMNS)
         if new:
@@ -639,45 +751,31 @@ def check(which, cv=None, strategies=None, shifts=None, nets=None, part=None):
                        str(scenario["repeat"]), label)
                 if key in done:
                     continue
-                refits = {}
-
-                def both_refits(ft, outcome):
-                    default = selection_module.REFIT_LENGTH
-                    for length in ("steps", "epochs"):
-                        selection_module.REFIT_LENGTH = length
-                        started = time.perf_counter()
-                        model, epochs = original_refit(ft, outcome)
-                        refits[length] = (model, epochs, time.perf_counter() - started)
-                    selection_module.REFIT_LENGTH = default
-                    return refits[default][:2]
-
-                selection_module.refit_pick = both_refits
-                try:
-                    tuner = FlexTuner(net, keep_candidates=True, cv=cv,
-                                      random_state=scenario["repeat"], **params)
-                    started = time.perf_counter()
-                    if val is None:
-                        tuner.fit(X, y)
-                    else:
-                        tuner.fit(X, y, X_val=val[0], y_val=val[1])
-                    seconds = time.perf_counter() - started
-                finally:
-                    selection_module.refit_pick = original_refit
-                tests = tuner.score_candidates(X_test, y_test)
                 row = dict(net=scenario["net"], shift=scenario["shift"],
                            ratio=scenario["ratio"], repeat=scenario["repeat"], strategy=label,
-                           cv=cv or "", selected="+".join(tuner.selected_unit_) if isinstance(
+                           cv=cv or "")
+                # the same selection run twice (seeds derive from random_state and each
+                # candidate's key), refitted for its peak in steps and in epochs
+                for length in ("steps", "epochs"):
+                    tuner = FlexTuner(net, keep_candidates=True, cv=cv,
+                                      random_state=scenario["repeat"], **params)
+                    with flexsk.config_context(refit_length=length):
+                        if val is None:
+                            tuner.fit(X, y)
+                        else:
+                            tuner.fit(X, y, X_val=val[0], y_val=val[1])
+                    row[f"refit_{length}_test"] = tuner.score(X_test, y_test)
+                    row[f"refit_{length}_seconds"] = round(tuner.refit_time_, 2)
+                tests = tuner.score_candidates(X_test, y_test)
+                row.update(selected="+".join(tuner.selected_unit_) if isinstance(
                                tuner.selected_unit_, tuple) else tuner.selected_unit_,
                            selection_test=tests[tuner.selected_unit_],
                            best_candidate_test=max(tests.values()),
-                           selection_seconds=round(
-                               seconds - sum(r[2] for r in refits.values()), 2),
-                           refit_seconds=round(refits[selection_module.REFIT_LENGTH][2], 2),
+                           selection_seconds=round(tuner.fit_time_ - tuner.refit_time_, 2),
+                           refit_seconds=row[f"refit_{flexsk.get_config()['refit_length']}"
+                                             f"_seconds"],
                            candidate_tests=json.dumps({"+".join(k) if isinstance(k, tuple)
                                                        else k: v for k, v in tests.items()}))
-                for length in ("steps", "epochs"):
-                    tuner.net_.module_ = refits[length][0]
-                    row[f"refit_{length}_test"] = tuner.score(X_test, y_test)
                 writer.writerow(row)
                 f.flush()
                 print(row, file=sys.stderr, flush=True)

@@ -6,15 +6,37 @@ checks it cannot express: an integer that is not a bool (``Interval(Integral,
 ...)`` accepts ``True``), and an image side that is a multiple of 8.
 """
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 
-__all__ = ["IMAGE_SIZE", "check_not_bool", "check_image_size"]
+__all__ = ["IMAGE_SIZE", "Number", "count", "real", "INTEGER", "check_not_bool",
+           "check_image_size"]
+
+
+class Number(Interval):
+    """``Interval`` that refuses bools: ``True`` is neither a count nor a rate."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+def count(low=1):
+    """The constraint of a count: an int (not a bool) of at least ``low``."""
+    return Number(Integral, low, None, closed="left")
+
+
+def real(low, high, closed):
+    """The constraint of a real number (not a bool) in an interval."""
+    return Number(Real, low, high, closed=closed)
+
+
+#: Any int but a bool (``n_jobs``: negative values count back from the CPUs).
+INTEGER = Number(Integral, None, None, closed="neither")
 
 #: An image side in pixels: at least 8, the digits' native size.
-IMAGE_SIZE = Interval(Integral, 8, None, closed="left")
+IMAGE_SIZE = count(8)
 
 
 def check_not_bool(caller, **values):

@@ -9,11 +9,12 @@ name it instead (``head="classifier.fc"``).
 The new head trains in every run (:class:`~flexsk._training.FineTuning`
 adds it to each candidate). In a run that tunes it with other weights (a
 unit, ``"all"``) it starts as torch initializes an ``nn.Linear``, seeded
-from the fit's ``random_state`` (``HEAD_START``); in a run that tunes the
-head alone (ft-fc's linear probe) it starts as a logistic regression on the
-pretrained features of the run's training data (``HEAD_ALONE_START``,
-:func:`start_head`). ``benchmarks/new_classes.py`` measures the choices
-(the user guide quotes the figures).
+from the fit's ``random_state``; in a run that tunes the head alone (ft-fc's
+linear probe) it starts as a logistic regression on the pretrained features
+of the run's training data (:func:`start_head`; the settings ``head_start``
+and ``head_alone_start`` of :func:`flexsk.config_context`).
+``benchmarks/new_classes.py`` measures the choices (the user guide quotes
+the figures).
 """
 
 import copy
@@ -24,26 +25,25 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from ._inputs import integral
-from ._locks import forward_pass
-from ._network import first_output
+from . import _forward
+from ._forward import first_output
 from ._units import Unit
 
-__all__ = ["HEAD_OPTIONS", "HEAD_START", "wants_new_head", "find_head", "replace_head",
+__all__ = ["HEAD_OPTIONS", "wants_new_head", "check_ends_in_a_layer",
+           "find_head", "replace_head",
            "start_head"]
 
 #: The named behaviours of ``head``; any other string names the output layer to replace.
 HEAD_OPTIONS = ("auto", "keep", "new")
 
-#: How a new head starts in a run that tunes it with other weights: "random", torch's
-#: initialization of nn.Linear; "probe", a logistic regression on the pretrained features
-#: of the run's training samples. On benchmarks/new_classes.py's 40 scenarios, the random
-#: start gave flex, fast and ft-all higher accuracies and flex a lower selection regret.
-HEAD_START = "random"
-
-#: How it starts in a run that tunes the head alone: "probe" or "random". There the
-#: probe is the optimum of nearly the same convex problem, which gradient descent from a
-#: random start approaches slowly (ft-fc: 0.80 against 0.71 on the same scenarios).
-HEAD_ALONE_START = "probe"
+# How a new head starts is a setting (flexsk.config_context: head_start, head_alone_start).
+# In a run that tunes it with other weights, "random" (the default), torch's
+# initialization of nn.Linear, or "probe", a logistic regression on the pretrained
+# features of the run's training samples: on benchmarks/new_classes.py's 40 scenarios,
+# the random start gave flex, fast and ft-all higher accuracies and flex a lower
+# selection regret. In a run that tunes the head alone, "probe" (the default): there the
+# probe is the optimum of nearly the same convex problem, which gradient descent from a
+# random start approaches slowly (ft-fc: 0.80 against 0.71 on the same scenarios).
 
 #: The logistic regression's inverse regularization, on standardized features.
 PROBE_C = 1.0
@@ -74,19 +74,27 @@ def wants_new_head(head, labels, y):
 def _called_layers(module, probe):
     """(name, layer) of every submodule that owns parameters directly, in the order their
     calls start (the root, which may own some, e.g. a ViT's position embedding, left out)."""
-    calls = []
     owners = {name: layer for name, layer in module.named_modules()
               if name and any(True for _ in layer.parameters(recurse=False))}
-    handles = [layer.register_forward_pre_hook(
-        lambda mod, args, name=name: calls.append(name)) for name, layer in owners.items()]
-    try:
-        with torch.no_grad(), forward_pass():
-            module.eval()
-            module(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [(name, owners[name]) for name in calls]
+    return [(name, owners[name]) for name in _forward.calls(module, probe, owners, every=True)]
+
+
+def check_ends_in_a_layer(module, probe, head):
+    """Refuse a network whose outputs come out of an ``nn.Identity``: a classifier
+    replaced by one (the usual way to make a backbone) leaves features, not class
+    scores. ``head`` is FlexTuner's, for the advice."""
+    called = _leaf_calls(module, probe)
+    if not called or not isinstance(module.get_submodule(called[-1]), nn.Identity):
+        return
+    name = called[-1]
+    width = first_output(_forward.run(module, probe)).shape[-1]
+    advice = ("head='new' replaces it and trains it" if head == "new" else
+              "and pass head='new', which trains it")
+    raise ValueError(
+        f"The network's outputs come out of {name!r}, an nn.Identity: its {width} outputs "
+        f"are the features before it, not class scores (a classifier replaced by "
+        f"nn.Identity makes a backbone). Give the network an output layer in its place, "
+        f"say nn.Linear({width}, n_classes), {advice} with every candidate.")
 
 
 def find_head(module, probe, n_outputs):
@@ -104,6 +112,7 @@ def find_head(module, probe, n_outputs):
         raise ValueError("head='new' found no layer with parameters in the forward pass to "
                          "replace. Name the output layer: head='<module name>'.")
     name, layer = calls[-1]
+    _check_gives_the_outputs(module, probe, name, layer)
     if not _is_linear(layer) or layer.out_features != n_outputs:
         linear = [n for n, m in calls if _is_linear(m) and m.out_features == n_outputs]
         hint = (f" The last linear layer with {n_outputs} outputs is {linear[-1]!r}; pass "
@@ -114,6 +123,32 @@ def find_head(module, probe, n_outputs):
             f"nn.Linear with the net's {n_outputs} outputs.{hint} Or name the output layer: "
             f"head='<module name>'.")
     return name
+
+
+def _check_gives_the_outputs(module, probe, name, layer):
+    """The output layer's outputs must be the network's, or their softmax (or log)."""
+    result, seen = _forward.outputs(module, probe)
+    result, own = first_output(result), seen.get(name)
+    if torch.is_tensor(own) and own.shape == result.shape and any(
+            torch.allclose(f(own), result, rtol=1e-4, atol=1e-5)
+            for f in (lambda x: x, lambda x: x.softmax(-1), lambda x: x.log_softmax(-1))):
+        return
+    calls = _leaf_calls(module, probe)
+    last = max((i for i, n in enumerate(calls) if n == name), default=len(calls))
+    after = [f"{n!r} ({type(module.get_submodule(n)).__name__})" for n in calls[last + 1:]]
+    following = f" ({', '.join(after)} come after it)" if after else ""
+    raise ValueError(
+        f"head='new' looks for the output layer as the last layer with parameters in the "
+        f"forward pass, which is {name!r} ({type(layer).__name__}), but the network's "
+        f"outputs are not its outputs{following}. Name the output layer: "
+        f"head='<module name>', or give the network one.")
+
+
+def _leaf_calls(module, probe):
+    """The names of the modules without submodules, one per call, in call order."""
+    leaves = [name for name, layer in module.named_modules()
+              if name and not any(True for _ in layer.children())]
+    return _forward.calls(module, probe, leaves, every=True)
 
 
 def _is_linear(layer):
@@ -145,16 +180,14 @@ def replace_head(module, name, n_classes, seed, probe):
                         device=weight.device, dtype=weight.dtype)
     parent_name, _, attr = name.rpartition(".")
     setattr(module.get_submodule(parent_name), attr, new)
-    with torch.no_grad(), forward_pass():
-        module.eval()
-        try:
-            outputs = first_output(module(probe))
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise ValueError(
-                f"With {n_classes} outputs in place of {old.out_features}, {name!r} breaks the "
-                f"forward pass ({exc}): a layer after it depends on its {old.out_features} "
-                f"outputs, so it cannot be resized. A new head must be the layer that "
-                f"produces the logits: name it with head='<module name>'.") from exc
+    try:
+        outputs = first_output(_forward.run(module, probe))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"With {n_classes} outputs in place of {old.out_features}, {name!r} breaks the "
+            f"forward pass ({exc}): a layer after it depends on its {old.out_features} "
+            f"outputs, so it cannot be resized. A new head must be the layer that "
+            f"produces the logits: name it with head='<module name>'.") from exc
     if outputs.dim() != 2 or outputs.shape[1] != n_classes:
         raise ValueError(
             f"Replacing {name!r} by a layer with {n_classes} outputs gives outputs of shape "
@@ -163,32 +196,25 @@ def replace_head(module, name, n_classes, seed, probe):
     return Unit(name, (name,))
 
 
-def start_head(pretrained, head, samples, batch_size, alone=False):
+def start_head(pretrained, head, samples, batch_size, start):
     """``pretrained`` with its new ``head`` as a run on ``samples`` starts it.
 
-    ``alone``: the run tunes the head alone (``HEAD_ALONE_START``), else with
-    other weights (``HEAD_START``). ``"random"``: ``pretrained`` itself.
-    ``"probe"``: a copy whose head is a multinomial logistic regression (L2,
-    ``C=PROBE_C`` on standardized features, lbfgs) fitted on the head's
-    inputs for the training ``samples`` (their targets are output indices),
-    folded back into the head's weights and bias; labels the samples do not
-    all cover keep their random rows. ``pretrained`` is not modified.
+    ``start``: ``"random"``, ``pretrained`` itself; ``"probe"``, a copy whose
+    head is a multinomial logistic regression (L2, ``C=PROBE_C`` on
+    standardized features, lbfgs) fitted on the head's inputs for the
+    training ``samples`` (their targets are output indices), folded back
+    into the head's weights and bias; labels the samples do not all cover
+    keep their random rows. ``pretrained`` is not modified.
     """
-    if (HEAD_ALONE_START if alone else HEAD_START) == "random":
+    if start == "random":
         return pretrained
     module = copy.deepcopy(pretrained)
     layer = module.get_submodule(head.modules[0])
     features, targets = [], []
-    handle = layer.register_forward_pre_hook(
-        lambda mod, args: features.append(args[0].detach().flatten(1).float().cpu()))
-    try:
-        module.eval()
-        with torch.no_grad(), forward_pass():
-            for X, y in samples.eval_batches(batch_size):
-                module(X)
-                targets.append(y.cpu())
-    finally:
-        handle.remove()
+    for X, y in samples.eval_batches(batch_size):
+        features.append(_forward.inputs(module, X, [head.modules[0]])[head.modules[0]]
+                        .detach().flatten(1).float().cpu())
+        targets.append(y.cpu())
     features = torch.cat(features).numpy().astype(np.float64)
     targets = torch.cat(targets).numpy()
     present = np.unique(targets)

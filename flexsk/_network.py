@@ -10,10 +10,11 @@ import torch
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from . import _forward
 from ._training import SkorchClassifierLoss
 
 __all__ = ["device_of", "pretrained_module", "net_like", "loss_of", "outputs_probabilities",
-           "expected_input", "first_output"]
+           "expected_input"]
 
 
 def device_of(net):
@@ -101,43 +102,35 @@ def _fitting_size(module, probe):
     the smallest that feeds it as many features as it expects; a forward pass then
     checks that side. None when no side up to 4 times the given one works.
     """
-    linear = next((layer for layer in module.modules() if isinstance(layer, nn.Linear)
-                   and not isinstance(layer, nn.modules.lazy.LazyModuleMixin)), None)
+    linear_name, linear = next(((name, layer) for name, layer in module.named_modules()
+                                if isinstance(layer, nn.Linear)
+                                and not isinstance(layer, nn.modules.lazy.LazyModuleMixin)),
+                               (None, None))
     if linear is None or probe.dim() != 4 or probe.shape[2] != probe.shape[3]:
         return None
-    seen = []
-    handle = linear.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[-1]))
 
     def features(side):
-        seen.clear()
         try:
-            module(probe.new_zeros((1, probe.shape[1], side, side)))
+            captured = _forward.inputs(module, probe.new_zeros((1, probe.shape[1], side, side)),
+                                       [linear_name])
         except (RuntimeError, ValueError, TypeError):
-            pass
-        return seen[0] if seen else 0  # too small to reach the linear layer
+            return 0  # too small to reach the linear layer
+        return captured[linear_name].shape[-1]
 
-    try:
-        low, high = 1, 4 * probe.shape[2]
-        if features(high) < linear.in_features:
-            return None
-        while low < high:
-            middle = (low + high) // 2
-            if features(middle) < linear.in_features:
-                low = middle + 1
-            else:
-                high = middle
-        if features(low) != linear.in_features:
-            return None
-    finally:
-        handle.remove()
+    low, high = 1, 4 * probe.shape[2]
+    if features(high) < linear.in_features:
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if features(middle) < linear.in_features:
+            low = middle + 1
+        else:
+            high = middle
+    if features(low) != linear.in_features:
+        return None
     shape = (probe.shape[1], low, low)
     try:
-        module(probe.new_zeros((1,) + shape))
+        _forward.run(module, probe.new_zeros((1,) + shape))
     except (RuntimeError, ValueError, TypeError):
         return None
     return shape
-
-
-def first_output(outputs):
-    """A module's output, or the first element of a tuple output (skorch's convention)."""
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs

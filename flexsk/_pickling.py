@@ -53,6 +53,9 @@ class SlimModule:
         self.skeleton = copy.deepcopy(module, memo)
         self.shared = [name for name, t in tensors.items() if _same(t, reference.get(name))]
         self.delta = {name: t.detach() for name, t in tensors.items() if name not in self.shared}
+        # the base net's copy of a shared tensor may lie in another memory format, whose
+        # strides the kernels read (channels-last, say): restored with this one's
+        self.strides = {name: tensors[name].stride() for name in self.shared}
 
     def restore(self, reference):
         """The module again, with its own copy of every tensor."""
@@ -64,7 +67,9 @@ class SlimModule:
             slots = owner._parameters if attr in owner._parameters else owner._buffers
             placeholder = slots[attr]
             if id(placeholder) not in restored:
-                data = tensor.detach().clone() if name in self.shared else tensor
+                data = tensor if name not in self.shared else torch.empty_strided(
+                    tensor.shape, self.strides[name], dtype=tensor.dtype,
+                    device=tensor.device).copy_(tensor.detach())
                 restored[id(placeholder)] = (
                     nn.Parameter(data, requires_grad=placeholder.requires_grad)
                     if isinstance(placeholder, nn.Parameter) else data)

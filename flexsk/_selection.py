@@ -10,12 +10,14 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from sklearn.exceptions import ConvergenceWarning
+
 from ._exceptions import SelectionWarning
 from ._text import key_name
 from ._training import CrossValidation, Evaluation, FoldModules, Stopping
 
-__all__ = ["Selection", "select", "check_outcome", "refit_pick", "LOSS_GROWTH",
-           "REFIT_LENGTH"]
+__all__ = ["Selection", "select", "check_outcome", "check_budget", "refit_pick", "LOSS_GROWTH",
+           "REFIT_TOLERANCE"]
 
 #: The returned model's validation loss may be at most this many times the pretrained
 #: net's before a SelectionWarning says so. On the recorded trajectories of
@@ -23,10 +25,11 @@ __all__ = ["Selection", "select", "check_outcome", "refit_pick", "LOSS_GROWTH",
 #: starting loss (the user guide quotes the figures).
 LOSS_GROWTH = 10.0
 
-#: Refit trains for the selection run's best number of epochs ("epochs", full passes
-#: over training and validation data) or of optimizer steps ("steps"). Epochs did better
-#: on both sets of benchmarks/selection_study.py (the user guide quotes the figures).
-REFIT_LENGTH = "epochs"
+#: A refit whose accuracy on the data it trained on (training and validation data) is
+#: below the selection run's model's by more than this failed: the selection run's model
+#: is returned instead. On benchmarks/refit_check.py's fits, falling back then raised
+#: the test accuracy (the user guide quotes the figures).
+REFIT_TOLERANCE = 0.01
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Selection:
             validation_scores_={k: t.val_score for k, t in tuned.items()},
             validation_losses_={k: t.val_loss for k, t in tuned.items()},
             n_epochs_={k: t.n_epochs for k, t in tuned.items()},
+            max_epochs_reached_={k: t.at_cap for k, t in tuned.items()},
             best_epochs_={k: t.best_epoch for k, t in tuned.items()},
             refit_epochs_=self.refit_epochs, refit_time_=self.refit_time,
             # with cv, a candidate's models are one per fold: the first fold's stands for it
@@ -63,6 +67,7 @@ def select(ctx, strategy, options, *, refit=True):
     """Run ``strategy`` on the training context, check its outcome, refit the pick."""
     outcome = strategy(ctx, **options)
     check_outcome(ctx, outcome)
+    check_budget(ctx, outcome)
     model, refit_epochs, refit_time = outcome.model.module, None, 0.0  # cv implies refit
     start = ctx.pretrained
     if refit:
@@ -79,19 +84,19 @@ def _first_fold(module):
     return module[0] if isinstance(module, FoldModules) else module
 
 
-def _warn(message):
+def _warn(message, category=SelectionWarning):
     # _warn, the check, select, FlexTuner._fit, fit, scikit-learn's fit wrapper: the caller
-    warnings.warn(SelectionWarning(message), stacklevel=7)
+    warnings.warn(category(message), stacklevel=7)
 
 
-def leaf_runs(ft):
+def leaf_runs(ctx):
     """Every training run with its own history: a cross-validated fit's per-fold runs."""
-    if isinstance(ft, CrossValidation):
-        return [run for fold in ft.folds for run in fold.runs]
-    return list(ft.runs)
+    if isinstance(ctx, CrossValidation):
+        return [run for fold in ctx.folds for run in fold.runs]
+    return list(ctx.runs)
 
 
-def check_outcome(ft, outcome):
+def check_outcome(ctx, outcome):
     """Raise when every run diverged; warn when the returned model means little.
 
     The warnings say what happened: runs that diverged, proxies built from a
@@ -99,8 +104,8 @@ def check_outcome(ft, outcome):
     validation signal did), a returned model whose validation loss is far
     above the pretrained net's, and a pick at chance level.
     """
-    lr = ft.optimization.lr
-    runs = ft.runs
+    lr = ctx.optimization.lr
+    runs = ctx.runs
     diverged = list(dict.fromkeys(key_name(key) for key, run in runs if run.diverged))
     if runs and all(run.diverged for _, run in runs):
         raise ValueError(
@@ -115,11 +120,11 @@ def check_outcome(ft, outcome):
                   f"so the proxy scores mean nothing and the unit "
                   f"{key_name(outcome.selected)!r} was picked blindly. Use a smaller lr, or "
                   f"strategy='flex'.")
-    start = ft.pretrained_evaluation
+    start = ctx.pretrained_evaluation
     proxies = [v for v in outcome.proxy_scores.values() if isinstance(v, Evaluation)]
     if not any(run.improved for _, run in runs) and not any(
             proxy.improves_on(start) for proxy in proxies):
-        _warn(_nothing_improved(ft, outcome, start, lr))
+        _warn(_nothing_improved(ctx, outcome, start, lr))
         return
     chosen = outcome.model.evaluation
     if chosen is None or not chosen.finite:
@@ -130,21 +135,35 @@ def check_outcome(ft, outcome):
               f"pretrained net's {start.loss:.4g} (accuracy {chosen.accuracy:.3f} against "
               f"{start.accuracy:.3f}): its predictions are confidently wrong where they are "
               f"wrong. lr={lr:g} is likely too large; try a smaller one.")
-    chance = 1 / len(ft.data.classes)
+    chance = 1 / len(ctx.data.classes)
     if chosen.accuracy <= chance:
         _warn(f"The selected {key_name(outcome.selected)!r} validates at chance level "
-              f"(accuracy {chosen.accuracy:.3f} with {len(ft.data.classes)} classes): training "
+              f"(accuracy {chosen.accuracy:.3f} with {len(ctx.data.classes)} classes): training "
               f"may need more epochs (a larger patience or max_epochs) or another lr.")
 
 
-def _nothing_improved(ft, outcome, start, lr):
+def check_budget(ctx, outcome):
+    """A ConvergenceWarning when the pick's run was still improving at its max_epochs."""
+    chosen = outcome.model
+    if not chosen.at_cap:
+        return
+    capped = [key_name(key) for key, run in ctx.runs if run.at_cap]
+    others = (f" ({len(capped)} of the {len(ctx.runs)} training runs ended so: "
+              f"max_epochs_reached_ lists them)" if len(capped) > 1 else "")
+    _warn(f"The selection run of {key_name(outcome.selected)!r} reached max_epochs "
+          f"({chosen.n_epochs} epochs, {chosen.n_steps} optimizer steps) while still "
+          f"improving: its best epoch was among its last ones{others}. A larger max_epochs "
+          f"may give a better model.", ConvergenceWarning)
+
+
+def _nothing_improved(ctx, outcome, start, lr):
     """The message when no candidate ranks above the pretrained net: which signal moved."""
     histories = [(key, [e for e in run.history[1:] if e is not None])
-                 for key, run in leaf_runs(ft) if run.history]
+                 for key, run in leaf_runs(ctx) if run.history]
     seen = [(key, e) for key, history in histories for e in history]
     proxies = ", and no proxy net does" if outcome.proxy_scores else ""
     pretrained = ("the pretrained one, with the new head as it started"
-                  if getattr(ft, "head", None) else "the pretrained one")
+                  if getattr(ctx, "head", None) else "the pretrained one")
     head = (f"No candidate ranks above the pretrained net on validation data (accuracy "
             f"{start.accuracy:.3f}, loss {start.loss:.4g}){proxies}: the selected "
             f"{key_name(outcome.selected)!r} means nothing and the model is {pretrained}.")
@@ -177,13 +196,18 @@ def _nothing_improved(ft, outcome, start, lr):
     return f"{head} {joined[0].upper()}{joined[1:]}. {advice}"
 
 
-def refit_pick(ft, outcome):
+def refit_pick(ctx, outcome):
     """Retrain the pick from the pretrained weights on training and validation data.
 
     The run lasts as long as the selection run took to reach its best epoch,
-    counted in epochs (full passes over the larger data) or, with
-    REFIT_LENGTH="steps", in optimizer steps; a pick that peaked at epoch 0
-    stays the pretrained net. Returns the module and the epochs trained.
+    counted in epochs (full passes over the larger data) or, with the setting
+    ``refit_length="steps"`` (:func:`flexsk.config_context`), in optimizer
+    steps; a pick that peaked at epoch 0
+    stays the pretrained net. A refit that scores below the selection run's
+    model on the data it trained on (by more than REFIT_TOLERANCE) failed:
+    the selection run's model is
+    returned instead, with a warning. Returns the module and the epochs
+    trained (None when the selection run's model is returned).
     """
     chosen = outcome.model
     if not chosen.from_pretrained:
@@ -191,19 +215,31 @@ def refit_pick(ft, outcome):
               f"pretrained ones (start=); the refit retrains it from the pretrained weights "
               f"for the epochs its own run kept. Pass refit=False to keep the selection "
               f"run's model.")
-    all_data = ft.on_all_data()
+    all_data = ctx.on_all_data()
     if chosen.best_epoch == 0:
         if not chosen.from_pretrained:  # its start weights, not the pretrained net
             return copy.deepcopy(_first_fold(chosen.module)), 0
         return copy.deepcopy(all_data.start_for(outcome.selected)).eval(), 0
-    if REFIT_LENGTH == "steps":
+    if ctx.config["refit_length"] == "steps":
         steps = chosen.best_epoch * chosen.steps_per_epoch
         stopping = Stopping(max_epochs=steps, max_steps=steps)
     else:
         stopping = Stopping(max_epochs=chosen.best_epoch)
     run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
+    pick = _first_fold(chosen.module)
     if run.diverged:
         _warn(f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
               f"diverged (non-finite loss); the model is the selection run's.")
-        return _first_fold(chosen.module), None
+        return pick, None
+    samples = all_data.data.train  # the data the refit trained on
+    refit, selected = all_data.evaluate(run.module, samples), all_data.evaluate(pick, samples)
+    if refit.accuracy < selected.accuracy - REFIT_TOLERANCE:
+        _warn(f"The refit of {key_name(outcome.selected)!r} scores {refit.accuracy:.3f} on the "
+              f"training and validation data it trained on, below the selection run's model "
+              f"({selected.accuracy:.3f}), which trained on part of them: the refit failed, "
+              f"and the model is the selection run's. A refit fails when lr "
+              f"(now {ctx.optimization.lr:g}) is too large for its longer run, or when the "
+              f"selection run's length does not suit the larger data; refit=False always "
+              f"returns the selection run's model.")
+        return pick, None
     return run.module, run.n_epochs

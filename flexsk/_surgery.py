@@ -13,6 +13,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import parametrize
 
+from . import _forward
+from ._forward import first_output
 from ._locks import forward_pass, tracing
 
 __all__ = [
@@ -203,40 +205,16 @@ def fold_scale_shift(module):
 # -- embeddings -----------------------------------------------------------------------
 
 
-class _Captured(Exception):
-    """Stops a forward pass once the wanted activation is captured."""
-
-
 def capture_input(module, submodule_name, X):
     """The input of ``submodule_name`` when ``module`` runs on ``X``.
 
-    The forward pass stops there, so the rest of the network is not run.
+    The forward pass stops there, so the rest of the network is not run. Safe
+    on a module that other threads run at the same time.
     """
-    submodule = module.get_submodule(submodule_name)
-    captured = []
-
-    def hook(mod, args):
-        captured.append(args[0])
-        raise _Captured
-
-    handle = submodule.register_forward_pre_hook(hook)
-    try:
-        module(X)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise RuntimeError(f"Module {submodule_name!r} was not called in the forward pass.")
-    return captured[0]
+    return _forward.inputs(module, X, [submodule_name])[submodule_name]
 
 
 # -- prefix / suffix cuts (activation caching) ------------------------------------------------
-
-
-def _first(outputs):
-    """A module's output, or the first element of a tuple output."""
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
 class _UnitTracer(fx.Tracer):
@@ -310,7 +288,8 @@ class Cuts:
             with torch.no_grad(), forward_pass():
                 inputs = fx.GraphModule(module, split[0])(probe)
                 found = fx.GraphModule(module, split[1])(inputs)
-            return torch.allclose(_first(found), _first(expected), rtol=1e-5, atol=1e-6)
+            return torch.allclose(first_output(found), first_output(expected), rtol=1e-5,
+                                  atol=1e-6)
         except Exception:
             return False
 
@@ -352,21 +331,10 @@ def _split_before(graph, module_name):
 
 
 def unit_inputs(module, units, X):
-    """The inputs of several units' first modules in one eval-mode pass over ``X``."""
-    captured = {}
-    handles = []
-    for unit in units:
-        def hook(mod, args, name=unit.name):
-            captured.setdefault(name, args[0])
-        handles.append(module.get_submodule(unit.modules[0]).register_forward_pre_hook(hook))
-    try:
-        module.eval()
-        with torch.no_grad():
-            module(X)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
+    """The inputs of several units' first modules in one eval-mode pass over ``X``, by
+    unit name."""
+    captured = _forward.inputs(module, X, [unit.modules[0] for unit in units])
+    return {unit.name: captured[unit.modules[0]] for unit in units}
 
 
 def fingerprint(module, skip=None):

@@ -29,7 +29,7 @@ def format_table(headers, rows):
 
     Examples
     --------
-    >>> from flexsk._text import format_table
+    >>> from flexsk.bench import format_table
     >>> print(format_table(["strategy", "accuracy"], [["flex", "0.91"], ["ft-all", "0.9"]]))
     | strategy | accuracy |
     |----------|----------|

@@ -6,7 +6,7 @@ import functools
 import math
 import time
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
@@ -19,18 +19,20 @@ from sklearn.utils.validation import (check_array, check_consistent_length,
 from skorch import NeuralNetClassifier
 from torch.utils.data import DataLoader
 
-from . import _surgery, adapters
-from ._head import HEAD_OPTIONS, find_head, replace_head, start_head, wants_new_head
+from . import _forward, _surgery, adapters
+from ._checks import INTEGER, count
+from ._config import get_config
+from ._head import (HEAD_OPTIONS, check_ends_in_a_layer, find_head, replace_head, start_head,
+                    wants_new_head)
 from ._inputs import (Labels, as_numpy, check_tensor, concat_labels, dataset_inputs,
                       dataset_labels, is_dataset, loader_kwargs, read_dataset, stratified_split)
-from ._network import (device_of, expected_input, first_output, loss_of, net_like,
-                       outputs_probabilities, pretrained_module)
+from ._forward import first_output
+from ._network import (device_of, expected_input, loss_of, net_like, outputs_probabilities,
+                       pretrained_module)
 from ._locks import forward_pass
 from ._pickling import SlimModule, reference_tensors
 from ._selection import select
-from ._strategies import STRATEGIES, Strategy
-from ._strategies._defaults import (HALVING_FACTOR, HALVING_MIN_EPOCHS, MAX_UNITS,
-                                    N_FC_UNITS, PAIR_MARGIN)
+from ._strategies import DEFAULTS, OPTIONS, STRATEGIES, Strategy
 from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
                         gather, make_folds, samples_of, seed_for)
 from ._units import UNITS_CONSTRAINT, resolve_units
@@ -43,17 +45,13 @@ _AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 #: batches whose widest activations fit in this many bytes, and never fewer samples than
 #: a training batch.
 EVAL_BATCH_BYTES = 64 * 2 ** 20
+#: Optimizers that take their multi-tensor (``foreach``) implementation unless the base
+#: net says otherwise: the same results to the bit as one tensor at a time, and faster
+#: on a CPU, where torch does not choose it by itself (0.62-0.88x the step time on the
+#: zoo nets).
+FOREACH_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 #: Batch size of a Dataset's first reading (labels, shapes), before the net is known.
 _READ_BATCH_SIZE = 64
-
-#: ``patience="auto"``: wait this many epochs, and at least this many optimizer steps.
-AUTO_PATIENCE_EPOCHS = 5
-AUTO_PATIENCE_STEPS = 40
-
-#: ``max_epochs="auto"``: at least this many epochs, and at least this many optimizer
-#: steps, so that a few images per class (one step an epoch) still train long enough.
-AUTO_MAX_EPOCHS = 100
-AUTO_MAX_STEPS = 400
 
 
 class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -81,8 +79,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         parameters (``"auto"``), the blocks of block containers
         (``"blocks"``), a list of module names, or a dict of named groups of
         modules and parameters. See :ref:`units`.
-    strategy : {"fast", "flex", "faster", "rgn", "halving", "ft-all", "ft-fc", \
-"ft-ss"}, Strategy or callable, default="fast"
+    strategy : {STRATEGY_NAMES}, Strategy or callable, default="fast"
         How the unit is chosen: the paper's Algorithms 1-3 (``"flex"``,
         ``"fast"``, ``"faster"``), two strategies beyond the paper
         (``"rgn"``, ``"halving"``) or a baseline. See :ref:`strategies`.
@@ -108,19 +105,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``0/1`` or ``0..k-1`` (``OneVsRestClassifier``,
         ``OutputCodeClassifier``) need ``head="new"``. See
         :ref:`new_classes`.
-    n_fc_units : int, default=1
-        Number of last units that ``"ft-fc"`` tunes.
-    max_units : int, default=1
-        Most units the returned model tunes, for the strategies that end on
-        a single unit. See :ref:`several_units`.
-    pair_margin : float, default=0.01
-        Validation accuracy a larger selection must gain, strictly, to be
-        kept with ``max_units > 1``.
-    halving_factor : float, default=3
-        ``"halving"``: the fraction of candidates each rung keeps, and the
-        growth of their epochs.
-    halving_min_epochs : int, default=3
-        ``"halving"``: epochs of the first rung.
+STRATEGY_OPTIONS
     pixel_adapter : {None, "color", "spatial", "unet", "auto"}, default=None
         Add pixel-level adapter units, each the identity until trained,
         before the pretrained net (the paper's Section 5.4). See
@@ -141,6 +126,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``"auto"`` waits 5 epochs, and at least 40 optimizer steps, so that
         a few images per class still get enough steps. None never stops
         early. See :ref:`selection`.
+    validate_every : int or "auto", default="auto"
+        Validate after every this many epochs (and after a run's last
+        epoch); patience is checked and the best epoch kept among the
+        validated ones. ``"auto"``: as often as a validation pass costs no
+        more than about a third of the training since the last one, every
+        ``ceil(n_val / n_train)`` epochs, and at least twice per ``patience``
+        window. 1 validates after every epoch. See :ref:`selection`.
     refit : bool, default=True
         Retrain the selected candidate from the pretrained weights on the
         training and validation data together, for as many epochs as its
@@ -166,8 +158,13 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         Memory budget of the activation cache for ``"auto"``.
     precision : {"float32", "bfloat16"}, default="float32"
         ``"bfloat16"`` runs forward passes under :func:`torch.autocast`.
-    channels_last : bool, default=False
+    channels_last : "auto" or bool, default="auto"
         Keep images and network in the channels-last memory format.
+        ``"auto"``: on a CPU, for 4-D (image) inputs, where it measured
+        faster for every network tried (see :ref:`scaling`), unless the
+        network gives other outputs in it (a ``.view`` that needs the
+        default layout, say); elsewhere the default layout. The layout
+        used is ``channels_last_``.
     n_jobs : int or None, default=None
         Parallel jobs for independent training runs, through :mod:`joblib`.
         See :ref:`scaling`.
@@ -209,7 +206,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         weights).
     refit_epochs_ : int or None
         Epochs of the refit (0 when the pick peaked at epoch 0 and stays the
-        pretrained net); None with ``refit=False``.
+        pretrained net); None with ``refit=False``, and when the refit
+        failed (it diverged, or scores below the selection run's model on
+        the data it trained on) and the selection run's model is returned.
     fit_time_ : float
         Wall-clock seconds of ``fit``.
     refit_time_ : float
@@ -231,6 +230,15 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         The name of the output layer replaced by a new head, in the base
         net's module (with ``pixel_adapter``, ``net_.module_`` holds it under
         ``net.``), or None when the pretrained one was kept.
+    channels_last_ : bool
+        Whether the fit trained, and the tuner predicts, in the
+        channels-last memory format (``channels_last``).
+    max_epochs_reached_ : dict
+        For every candidate of the selection run, whether its run ended at
+        ``max_epochs`` while still improving (its best epoch among its last
+        ``patience`` epochs): such a run would likely have found a better
+        model with more epochs. A ``ConvergenceWarning`` says so when it
+        is the selected candidate's.
     n_features_in_ : int
         Size of the second input axis (channels for images).
 
@@ -270,42 +278,41 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         "base_net": [NeuralNetClassifier],
         "units": UNITS_CONSTRAINT,
         "strategy": [StrOptions(set(STRATEGIES)), Strategy, callable],
+        **{name: list(option.constraints) for name, option in OPTIONS.items()},
         "head": [str],
-        "n_fc_units": [Interval(Integral, 1, None, closed="left")],
-        "max_units": [Interval(Integral, 1, None, closed="left")],
-        "pair_margin": [Interval(Real, 0, 1, closed="both")],
-        "halving_factor": [Interval(Real, 1, None, closed="neither")],
-        "halving_min_epochs": [Interval(Integral, 1, None, closed="left")],
         "pixel_adapter": [StrOptions(set(adapters.ADAPTERS) | {"auto"}), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "max_epochs": [count(1), StrOptions({"auto"})],
+        "patience": [count(1), StrOptions({"auto"}), None],
+        "validate_every": [count(1), StrOptions({"auto"})],
         "refit": ["boolean"],
         "cv": ["cv_object"],  # None included
         "lr": [Interval(Real, 0, None, closed="neither"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [count(1), None],
         "keep_candidates": ["boolean"],
         "embedding_unit": [str, None],
         "activation_cache": [StrOptions({"auto"}), "boolean"],
-        "activation_cache_bytes": [Interval(Integral, 0, None, closed="left")],
+        "activation_cache_bytes": [count(0)],
         "precision": [StrOptions(set(_AUTOCAST_DTYPES))],
-        "channels_last": ["boolean"],
-        "n_jobs": [Integral, None],
+        "channels_last": [StrOptions({"auto"}), "boolean"],
+        "n_jobs": [INTEGER, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "on_epoch": [callable, None],
     }
 
     def __init__(self, base_net, *, units="auto", strategy="fast", head="auto",
-                 n_fc_units=N_FC_UNITS,
-                 max_units=MAX_UNITS, pair_margin=PAIR_MARGIN, halving_factor=HALVING_FACTOR,
-                 halving_min_epochs=HALVING_MIN_EPOCHS,
+                 # the built-in strategies' options (flexsk/_strategies: OPTIONS)
+                 n_fc_units=DEFAULTS.n_fc_units, max_units=DEFAULTS.max_units,
+                 pair_margin=DEFAULTS.pair_margin, halving_factor=DEFAULTS.halving_factor,
+                 halving_min_epochs=DEFAULTS.halving_min_epochs,
                  pixel_adapter=None,
-                 validation_fraction=0.2, max_epochs="auto", patience="auto", refit=True, cv=None,
+                 validation_fraction=0.2, max_epochs="auto", patience="auto",
+                 validate_every="auto", refit=True, cv=None,
                  lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
                  activation_cache="auto", activation_cache_bytes=2 ** 30,
-                 precision="float32", channels_last=False, n_jobs=None, random_state=None,
+                 precision="float32", channels_last="auto", n_jobs=None, random_state=None,
                  verbose=0, on_epoch=None):
         self.base_net = base_net
         self.units = units
@@ -320,6 +327,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.max_epochs = max_epochs
         self.patience = patience
+        self.validate_every = validate_every
         self.refit = refit
         self.cv = cv
         self.lr = lr
@@ -349,7 +357,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Nested parameters (``base_net__lr``, ...) are set on a copy of the base
         net, which the tuner holds from then on: the net you passed in keeps
-        its settings. ``base_net__module`` and ``base_net__module__*`` are
+        its settings. So are a :class:`~flexsk.strategies.Strategy`'s own
+        options (``strategy__k``). ``base_net__module`` and ``base_net__module__*`` are
         refused: they would make skorch re-initialize the module from its
         class and lose the pretrained weights. Pass another pretrained net as
         ``base_net`` instead.
@@ -370,9 +379,20 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"set_params({', '.join(refused)}=...) would make skorch re-initialize "
                 f"base_net's module from its class and lose the pretrained weights. Pass a "
                 f"pretrained net as base_net instead.")
+        if any(key.startswith("strategy__") for key in params) and isinstance(
+                params.get("strategy", self.strategy), Strategy):
+            # copy on write: the record passed in (or a built-in's) keeps its settings
+            strategy = params.pop("strategy", self.strategy)
+            super().set_params(strategy=clone(strategy, safe=False))
         if any(key.startswith("base_net__") for key in params):
             base_net = params.pop("base_net", self.base_net)
             super().set_params(base_net=copy.deepcopy(base_net))  # copy on write
+            optimizer = params.pop("base_net__optimizer", None)
+            if optimizer is not None:
+                # skorch's set_params refuses a new optimizer class on an initialized net
+                self.base_net.optimizer = optimizer
+                if getattr(self.base_net, "initialized_", False):
+                    self.base_net.initialize_optimizer()
         return super().set_params(**params)
 
     def __sklearn_is_fitted__(self):
@@ -382,6 +402,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         # Lean pickles: the returned model, the candidates and the pretrained copy are
         # stored as what differs from the base net's weights (see flexsk/_pickling.py).
         state = super().__getstate__()
+        state["base_net"] = _without_optimizers(state["base_net"])
         if "net_" not in state:
             return state
         reference = reference_tensors(getattr(self.base_net, "module_", None))
@@ -397,6 +418,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "_pretrained": lean(self._pretrained)}
 
     def __setstate__(self, state):
+        state = {**state, "base_net": _with_optimizers(state["base_net"])}
         if isinstance(state.get("net_"), SlimModule):
             reference = reference_tensors(getattr(state["base_net"], "module_", None))
             restored = {}
@@ -474,16 +496,20 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y, X_val, y_val):
         started = time.perf_counter()
+        config = get_config()  # read once: every run of this fit, in any worker, follows it
         self._check_params(X_val, y_val)
         X, y, probe_rows = self._validate_training_data(X, y)
         base_seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
         callbacks = _training_callbacks(self.base_net)
         device = device_of(self.base_net)
         pretrained = pretrained_module(self.base_net).to(device)
-        if self.channels_last:
-            pretrained = pretrained.to(memory_format=torch.channels_last)
+        self.channels_last_ = False  # the probe runs in the default layout
         probe = self._tensor(probe_rows, device)
         n_outputs, per_sample_bytes = self._probe(pretrained, probe, base_seed)
+        self.channels_last_ = self._channels_last(pretrained, probe)
+        if self.channels_last_:
+            pretrained = pretrained.to(memory_format=torch.channels_last)
+            probe = self._tensor(probe_rows, device)
         labels, head = self._output_layer(pretrained, probe, y, n_outputs, base_seed)
         outputs = self._encode_labels(y, labels)
         train, val = self._target_samples(X, outputs, X_val, y_val, device, base_seed)
@@ -498,23 +524,25 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         folds = None if self.cv is None else make_folds(self.cv, train.concat(val),
                                                         self.classes_)
         n_runs = strategy.total_runs(len(units), **options)  # an upper bound; None: unknown
-        with _progress(self.verbose, n_runs and n_runs * len(folds or [0]) + self.refit,
-                       strategy.name) as progress:
-            settings = dict(progress=progress, log=_write if self.verbose >= 2 else None,
+        with _Progress(self.verbose, strategy.name) as progress:
+            settings = dict(progress=progress if self.verbose >= 1 else None,
+                            log=_write if self.verbose >= 2 else None,
                             on_epoch=self.on_epoch, cache=self.activation_cache,
                             cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
             net = self._net_holding(pretrained)
             classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
 
             def context(train, val, seed):
-                optimization = self._optimization(net, len(train), eval_batch_size, callbacks)
+                optimization = self._optimization(net, len(train), 0 if val is None else len(val),
+                                                  eval_batch_size, callbacks)
                 start, alone = pretrained, None  # a new head starts on this context's data
                 if head is not None:
-                    start = start_head(pretrained, head, train, eval_batch_size)
+                    start = start_head(pretrained, head, train, eval_batch_size,
+                                       config["head_start"])
                     alone = functools.partial(start_head, start, head, train, eval_batch_size,
-                                              alone=True)
+                                              config["head_alone_start"])
                 return FineTuning(start, units, TargetData(train, val, classes), optimization,
-                                  seed, head=head, head_alone=alone, **settings)
+                                  seed, head=head, head_alone=alone, config=config, **settings)
 
             if folds is None:
                 ctx = context(train, val, base_seed)
@@ -522,6 +550,8 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                     ctx.all_data = context(train.concat(val), None, base_seed)
             else:
                 ctx = CrossValidation.over(folds, train.concat(val), context, base_seed)
+            progress.plan(n_runs and n_runs * len(folds or [0]), _budget(ctx, len(train)),
+                          _budget(ctx, len(train) + len(val)) if self.refit else 0)
             result = select(ctx, strategy, options, refit=self.refit)
         self._set_result(result, units, head, eval_batch_size)
         self.fit_time_ = time.perf_counter() - started
@@ -541,6 +571,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         With a new head, ``pretrained`` (the private copy) gets it in place.
         """
+        check_ends_in_a_layer(pretrained, probe, self.head)
         labels = Labels(getattr(self.base_net, "classes", None), n_outputs)
         self.head_ = None
         y = as_numpy(y)
@@ -551,6 +582,14 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             else self.head
         head = replace_head(pretrained, name, len(classes), seed_for(base_seed, "head"), probe)
         self.head_ = name
+        if self.head == "auto" and y.dtype.kind in "iuf":
+            outside = classes[(classes < 0) | (classes >= n_outputs) | (classes % 1 != 0)]
+            warnings.warn(
+                f"head='auto' replaced the pretrained output layer {name!r} by a new one, "
+                f"because the labels are not all indices of its {n_outputs} outputs "
+                f"({outside.tolist()[0]!r} is not). If they are the pretrained classes "
+                f"numbered from 1, pass y - 1 to keep the pretrained layer; pass head='new' "
+                f"to say a new layer is what you want.", UserWarning, stacklevel=5)
         return Labels(classes, len(classes), of_y=True), head
 
     def _net_holding(self, module):
@@ -592,7 +631,11 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 samples_of(X_val, val_targets, kwargs["valid"], to_device, device))
 
     def _strategy_options(self, units):
-        """The strategy record and the options its schedule takes; unit options checked."""
+        """The strategy record and the options its schedule takes; unit options checked.
+
+        A built-in strategy's options are FlexTuner parameters; a user strategy's own
+        options are its record's (``Strategy(..., k=5)``, ``set_params(strategy__k=5)``).
+        """
         self._check_unit_options(units)
         strategy = self._strategy_record()
         if len(units) == 1 and strategy.single_unit:
@@ -601,7 +644,9 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"has nothing to choose: that unit and 'all' train (nearly) the same "
                 f"parameters. Pass units='blocks' or a list of submodules "
                 f"(flexsk.preview_units shows the split).", UserWarning, stacklevel=5)
-        options = {name: getattr(self, name) for name in strategy.options}
+        options = strategy.own_options(builtin=OPTIONS)
+        options.update({option.name: getattr(self, option.name) for option in strategy.options
+                        if option.name in OPTIONS})
         if strategy.single_unit:
             options.update(max_units=self.max_units, pair_margin=self.pair_margin)
         return strategy, options
@@ -615,18 +660,20 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         self._units, self._pretrained, self._head = units, result.start, head
         self._eval_batch_size = eval_batch_size
 
-    def _optimization(self, net, n_train, eval_batch_size, callbacks=()):
+    def _optimization(self, net, n_train, n_val, eval_batch_size, callbacks=()):
         batch_size = self.batch_size or net.batch_size
         if batch_size is None or batch_size < 1:  # skorch: -1 is the whole set
             batch_size = n_train
         kwargs = dict(net.get_params_for("optimizer"))
         kwargs.pop("lr", None)
-        steps_per_epoch = math.ceil(n_train / batch_size)
+        if isinstance(net.optimizer, type) and issubclass(net.optimizer, FOREACH_OPTIMIZERS):
+            kwargs.setdefault("foreach", True)
         return Optimization(
             optimizer=net.optimizer, optimizer_kwargs=kwargs,
             lr=self.lr if self.lr is not None else net.lr, batch_size=batch_size,
-            stopping=Stopping(_max_epochs(self.max_epochs, steps_per_epoch),
-                              _patience_epochs(self.patience, steps_per_epoch)),
+            stopping=Stopping.auto(n_train=n_train, n_val=n_val, batch_size=batch_size,
+                                   max_epochs=self.max_epochs, patience=self.patience,
+                                   validate_every=self.validate_every),
             get_loss=loss_of(net),
             probabilities=outputs_probabilities(net), eval_batch_size=eval_batch_size,
             autocast_dtype=_AUTOCAST_DTYPES[self.precision], callbacks=callbacks)
@@ -637,9 +684,6 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"embedding_unit={self.embedding_unit!r} is not a unit; "
                              f"units are {names}.")
         strategy = self._strategy_record()
-        if "n_fc_units" in strategy.options and self.n_fc_units > len(units):
-            raise ValueError(f"n_fc_units={self.n_fc_units} exceeds the {len(units)} units "
-                             f"{names}.")
         if self.max_units > 1 and not strategy.single_unit:
             single = sorted(name for name, s in STRATEGIES.items() if s.single_unit)
             raise ValueError(
@@ -679,6 +723,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
             check_classification_targets(y)
             return X, y, first[:2]
         y = as_numpy(y) if y is not None else y
+        _warn_integer_images(X, "X")
         if torch.is_tensor(X):  # stays on its device: no round trip through numpy
             X = check_tensor(X, "X")
             if y is None:
@@ -708,6 +753,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
                                  "(x, y) pairs.")
             self._check_shape(tuple(first.shape), "X_val")
         else:
+            _warn_integer_images(X_val, "X_val", stacklevel=7)
             X_val = self._validate_X(X_val, name="X_val")
             y_val = column_or_1d(as_numpy(y_val), warn=True)
             if len(y_val) != len(X_val):
@@ -742,6 +788,31 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         validate_data(self, X, reset=False, skip_check_array=True)  # feature count and names
         return np.ascontiguousarray(checked)
 
+    def _channels_last(self, module, probe):
+        """Whether to train and predict in the channels-last layout (``channels_last``).
+
+        ``"auto"``: on a CPU, for 4-D inputs, when the eval-mode outputs of
+        the probe batch in that layout match the default layout's. ``True``
+        is refused for a network that cannot run in it.
+        """
+        if self.channels_last is False or probe.dim() != 4 or (
+                self.channels_last == "auto" and probe.device.type != "cpu"):
+            return False
+        module.eval()
+        try:
+            with torch.no_grad(), forward_pass():
+                expected = first_output(module(probe))
+                found = first_output(copy.deepcopy(module).to(memory_format=torch.channels_last)(
+                    probe.contiguous(memory_format=torch.channels_last)))
+            problem = None if torch.allclose(found, expected, rtol=1e-4, atol=1e-5) else (
+                "gives other outputs in it")
+        except (RuntimeError, ValueError, TypeError) as exc:  # a .view of the default layout
+            problem = f"raises in it ({exc})"
+        if problem is not None and self.channels_last is True:
+            raise ValueError(f"channels_last=True, but the network {problem}: it needs the "
+                             f"default memory format. Use channels_last=False (or 'auto').")
+        return problem is None
+
     def _probe(self, module, probe, base_seed):
         """Materialize lazy modules and check the net takes the probe batch.
 
@@ -749,34 +820,33 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         activations take at the widest point of the network (for batch sizes
         of forward passes without gradients).
         """
-        widest = [probe[0].numel() * probe.element_size()]
-
-        def record(module, args, output):
-            output = first_output(output)
-            if torch.is_tensor(output) and output.dim() > 0 and len(output):
-                widest.append(output[0].numel() * output.element_size())
-
-        handles = [m.register_forward_hook(record) for m in module.modules()]
-        try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad(), forward_pass():
-                torch.manual_seed(seed_for(base_seed, "materialize"))
-                module.eval()
-                try:
-                    outputs = first_output(module(probe))
-                except (RuntimeError, ValueError, TypeError) as exc:
-                    raise ValueError(
-                        f"base_net cannot take inputs of shape (n_samples, "
-                        f"{', '.join(map(str, probe.shape[1:]))}): "
-                        f"{expected_input(module, probe)} The network raised: {exc}") from exc
-        finally:
-            for handle in handles:
-                handle.remove()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(base_seed, "materialize"))
+            try:
+                outputs, seen = _forward.outputs(module, probe)
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"base_net cannot take inputs of shape (n_samples, "
+                    f"{', '.join(map(str, probe.shape[1:]))}): "
+                    f"{expected_input(module, probe)} The network raised: {exc}") from exc
+        outputs = first_output(outputs)
+        widest = [probe[0].numel() * probe.element_size()] + [
+            output[0].numel() * output.element_size() for output in seen.values()
+            if torch.is_tensor(output) and output.dim() > 0 and len(output)]
         if not torch.is_tensor(outputs) or outputs.dim() != 2:
             raise ValueError(
                 f"base_net's module must return a tensor of shape (n_samples, n_outputs), or "
                 f"a tuple whose first element is one; got {type(outputs).__name__} "
                 f"{tuple(outputs.shape) if torch.is_tensor(outputs) else ''}.")
         low, high = float(outputs.min()), float(outputs.max())
+        if _takes_logits(self.base_net) and low >= 0 and bool(torch.allclose(
+                outputs.float().sum(1), torch.ones(len(outputs), device=outputs.device),
+                atol=1e-4)):
+            raise ValueError(
+                "base_net's module outputs probabilities (every row sums to 1: a final "
+                "Softmax?), but its criterion is CrossEntropyLoss, which takes logits and "
+                "would apply a second softmax. Remove the Softmax, or use "
+                "criterion=torch.nn.NLLLoss (skorch's default, which takes probabilities).")
         if outputs_probabilities(self.base_net) and (low < 0 or high > 1 + 1e-3):
             raise ValueError(
                 f"base_net's criterion is NLLLoss (skorch's default), which takes the module's "
@@ -824,7 +894,7 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _tensor(self, X, device):
         """X as a float32 tensor on ``device``, channels-last for images if asked for."""
         tensor = torch.as_tensor(X, device=device, dtype=torch.float32)
-        if self.channels_last and tensor.dim() == 4:
+        if self.channels_last_ and tensor.dim() == 4:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
@@ -1060,6 +1130,7 @@ def _training_callbacks(net):
         if isinstance(callback, type):
             callback = callback()
         if isinstance(callback, (LRScheduler, GradientNormClipping)):
+            _check_monitor(name, callback)
             applied.append(callback)
         else:
             ignored.append(name)
@@ -1070,6 +1141,67 @@ def _training_callbacks(net):
             f"stopping is FlexTuner's patience and max_epochs; to observe training, pass "
             f"on_epoch.", UserWarning, stacklevel=5)
     return tuple(applied)
+
+
+def _warn_integer_images(X, name, stacklevel=6):
+    """Integer images (uint8 in 0-255, say) are cast to float32 as they are: say so."""
+    dtype = getattr(X, "dtype", None)
+    integer = (dtype.is_floating_point is False and dtype != torch.bool if torch.is_tensor(X)
+               else dtype is not None and np.dtype(dtype).kind in "ui")
+    if integer and len(getattr(X, "shape", ())) >= 3 and len(X) and float(X.max()) > 1:
+        warnings.warn(
+            f"{name} holds integers ({str(dtype).replace('torch.', '')}, up to "
+            f"{float(X.max()):g}), cast to float32 as they are. A network pretrained on "
+            f"images scaled to [0, 1] needs {name} / 255 (or the scaling it was pretrained "
+            f"with).", UserWarning, stacklevel=stacklevel)
+
+
+def _takes_logits(net):
+    criterion = getattr(net, "criterion_", None) or net.criterion
+    return isinstance(criterion, torch.nn.CrossEntropyLoss) or (
+        isinstance(criterion, type) and issubclass(criterion, torch.nn.CrossEntropyLoss))
+
+
+#: What every training run records in the history an LRScheduler reads.
+RECORDED = ("train_loss", "valid_loss", "valid_acc")
+
+
+def _check_monitor(name, callback):
+    """A ReduceLROnPlateau schedule must monitor what the runs record, as skorch's fit
+    requires its history to hold it."""
+    policy = getattr(callback, "policy", None)
+    plateau = policy == "ReduceLROnPlateau" or (
+        isinstance(policy, type) and issubclass(policy, torch.optim.lr_scheduler.ReduceLROnPlateau))
+    monitor = getattr(callback, "monitor", None)
+    if plateau and isinstance(monitor, str) and monitor not in RECORDED:
+        raise ValueError(
+            f"base_net's callback {name!r} (ReduceLROnPlateau) monitors {monitor!r}, which "
+            f"FlexTuner's training runs do not record (skorch's own fit would fail with "
+            f"\"{monitor!r} was not found in history\"). They record "
+            f"{', '.join(map(repr, RECORDED))}.")
+
+
+def _without_optimizers(net):
+    """A shallow copy of ``net`` without its optimizers, for a pickle (they hold Adam's
+    moments, say, and skorch pickles them with a copy of every weight). Fine-tuning never
+    reads them: every run starts an optimizer of its own. :func:`_with_optimizers` gives
+    the unpickled net fresh ones."""
+    names = [name for name in getattr(net, "_optimizers", [])
+             if getattr(net, name + "_", None) is not None]
+    if not names:
+        return net
+    light = copy.copy(net)
+    for name in names:
+        setattr(light, name + "_", None)
+    return light
+
+
+def _with_optimizers(net):
+    """An unpickled base net with fresh optimizers in place of those a pickle left out."""
+    if getattr(net, "initialized_", False) and any(
+            getattr(net, name + "_", None) is None for name in getattr(net, "_optimizers", [])):
+        net.initialize_optimizer()
+    return net
 
 
 def _short_repr(value):
@@ -1094,6 +1226,12 @@ def _net_summary(net):
     return f"base_net={type(net).__name__}({name}{size})"
 
 
+def _budget(ctx, n_samples):
+    """Optimizer steps of a run of ``ctx``'s default length over ``n_samples`` samples."""
+    opt = ctx.optimization
+    return ctx.stopping.max_epochs * max(1, math.ceil(n_samples / opt.batch_size))
+
+
 def _write(line):
     """Print a line without breaking a progress bar."""
     from tqdm.auto import tqdm
@@ -1101,45 +1239,70 @@ def _write(line):
     tqdm.write(line)
 
 
-def _max_epochs(max_epochs, steps_per_epoch):
-    """``max_epochs`` in epochs: ``"auto"`` is at least AUTO_MAX_EPOCHS epochs and at least
-    AUTO_MAX_STEPS optimizer steps."""
-    if max_epochs != "auto":
-        return max_epochs
-    return max(AUTO_MAX_EPOCHS, math.ceil(AUTO_MAX_STEPS / steps_per_epoch))
+class _Progress:
+    """FlexTuner's progress bar (verbose >= 1), in optimizer steps of every run, the
+    refit included.
 
+    Its total starts as the plan's budgets (each planned run's at most, and the
+    refit's at most); a run that stops early hands back what it did not use,
+    so the bar's total, and tqdm's estimate of the time left, only ever come
+    down to what remains. The bar names the run in progress.
+    """
 
-def _patience_epochs(patience, steps_per_epoch):
-    """``patience`` in epochs: ``"auto"`` waits AUTO_PATIENCE_EPOCHS epochs and at least
-    AUTO_PATIENCE_STEPS optimizer steps."""
-    if patience != "auto":
-        return patience
-    return max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
-
-
-class _progress:
-    """A tqdm bar over the training runs of one fit (verbose >= 1)."""
-
-    def __init__(self, verbose, n_runs, strategy):
+    def __init__(self, verbose, strategy):
         self.bar = None
+        self.pending, self.refit_pending = [], 0  # budgets counted, not started yet
+        self.n_planned, self.started, self.budget = None, 0, 0
         if verbose >= 1:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=n_runs, desc=f"FlexTuner({strategy})", unit="run")
+            self.bar = tqdm(total=0, desc=f"FlexTuner({strategy})", unit="step")
+
+    def plan(self, n_runs, run_budget, refit_budget):
+        """Count ``n_runs`` runs of at most ``run_budget`` steps (None: unknown) and a
+        refit of at most ``refit_budget`` (0: none)."""
+        self.n_planned = n_runs
+        self.pending = [run_budget] * (n_runs or 0)
+        self.refit_pending = refit_budget
+        self._grow(sum(self.pending) + refit_budget)
+
+    def start(self, name, budget, refit=False):
+        if refit:
+            counted, self.refit_pending = self.refit_pending, 0
+            label = f"refit {name}"
+        else:
+            counted = self.pending.pop() if self.pending else 0
+            self.started += 1
+            label = (f"{name} ({self.started}/{self.n_planned})"
+                     if self.n_planned and self.started <= self.n_planned else name)
+        self.budget = budget
+        self._grow(budget - counted)
+        if self.bar is not None:
+            self.bar.set_postfix_str(label, refresh=False)
+
+    def step(self, n=1):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def finish(self, used):
+        self._grow(used - self.budget)  # the unused budget leaves the total
+
+    def _grow(self, n):
+        if self.bar is not None and n:
+            self.bar.total += n
+            self.bar.refresh()
 
     def __enter__(self):
-        if self.bar is None:
-            return None
-
-        def update(description):
-            self.bar.set_postfix_str(description)
-            self.bar.update()
-
-        return update
+        return self
 
     def __exit__(self, exc_type, *exc):
         if self.bar is not None:
-            if exc_type is None:  # the total is an upper bound (halving, max_units): end full
+            if exc_type is None:  # budgets are upper bounds: end full
                 self.bar.total = self.bar.n
                 self.bar.refresh()
             self.bar.close()
+
+
+FlexTuner.__doc__ = FlexTuner.__doc__.replace(
+    "STRATEGY_OPTIONS\n", "".join(option.docstring() + "\n" for option in OPTIONS.values())
+).replace("{STRATEGY_NAMES}", "{" + ", ".join(f'"{name}"' for name in STRATEGIES) + "}")

@@ -9,9 +9,10 @@ whole: a layer, a block, or any set of modules (paper, Section 3.2:
 import warnings
 from dataclasses import dataclass
 
-import torch
 from sklearn.utils._param_validation import StrOptions
 from torch import nn
+
+from . import _forward
 
 __all__ = ["Unit", "RESERVED_NAMES", "UNIT_RULES", "UNITS_CONSTRAINT", "resolve_units",
            "forward_order", "valid_names"]
@@ -63,30 +64,11 @@ def forward_order(module, probe, names):
     nearest called ancestor below the root. Modules that neither run nor sit in
     a module that runs are returned separately.
     """
-    submodules = dict(module.named_modules())
     watched = set(names)
     for name in names:  # their ancestors, for modules used without being called
         parts = name.split(".")
         watched.update(".".join(parts[:i]) for i in range(1, len(parts)))
-    calls = []
-    handles = []
-    for name in watched:
-        def hook(mod, args, name=name):
-            calls.append(name)
-        handles.append(submodules[name].register_forward_pre_hook(hook))
-    modes = {sub: sub.training for sub in module.modules()}
-    try:
-        module.eval()
-        with torch.no_grad():
-            module(probe)
-    finally:
-        for sub, mode in modes.items():
-            sub.training = mode
-        for handle in handles:
-            handle.remove()
-    first_call = {}
-    for position, name in enumerate(calls):
-        first_call.setdefault(name, position)
+    first_call = {name: i for i, name in enumerate(_forward.calls(module, probe, watched))}
 
     def position(name):
         parts = name.split(".")

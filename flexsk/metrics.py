@@ -22,12 +22,10 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from ._checks import check_not_bool
+from ._config import get_config
 
 __all__ = ["map_at_k", "make_retrieval_scorer"]
 
-#: Bytes allowed for one block of query-to-gallery scores. The search scores
-#: ``max(1, _BLOCK_BYTES // (n_gallery * itemsize))`` queries at a time.
-_BLOCK_BYTES = 256 * 2**20
 
 _METRICS = ("euclidean", "cosine")
 _EMPTY_POLICIES = ("raise", "zero", "skip")
@@ -202,7 +200,8 @@ def _nearest_neighbors(queries, gallery, k, metric):
 
     Rows are sorted by (distance, gallery index): exact ties go to the lower
     index. Queries are processed in blocks whose score matrix takes at most
-    ``_BLOCK_BYTES`` (or one query per block if a row alone is larger).
+    the setting ``working_memory`` (MiB; :func:`flexsk.config_context`), or one
+    query per block if a row alone is larger.
     """
     n_gallery = gallery.shape[0]
     m = min(k, n_gallery)
@@ -218,7 +217,8 @@ def _nearest_neighbors(queries, gallery, k, metric):
     else:
         # Rank by ||g||^2 - 2 q.g, i.e. ||q - g||^2 less the row constant ||q||^2.
         offset, alpha = _squared_norms(gallery), -2
-    chunk = max(1, _BLOCK_BYTES // (n_gallery * gallery.element_size()))
+    block_bytes = int(get_config()["working_memory"] * 2 ** 20)
+    chunk = max(1, block_bytes // (n_gallery * gallery.element_size()))
     out = torch.empty((queries.shape[0], m), dtype=torch.long, device=queries.device)
     buffer = None
     for start in range(0, queries.shape[0], chunk):

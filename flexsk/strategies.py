@@ -24,11 +24,11 @@ Examples
 from types import MappingProxyType
 from typing import Protocol
 
-from ._strategies import STRATEGIES, Outcome, Strategy, best_of
-from ._training import Evaluation, Stopping, Tuned, rank
+from ._strategies import STRATEGIES, Option, Outcome, Strategy, best_of
+from ._training import Evaluation, Patience, Stopping, Tuned, rank, seed_for
 
-__all__ = ["BUILTIN", "Evaluation", "Outcome", "Stopping", "Strategy", "TrainingContext",
-           "Tuned", "best_of", "rank"]
+__all__ = ["BUILTIN", "Evaluation", "Option", "Outcome", "Patience", "Stopping", "Strategy",
+           "TrainingContext", "Tuned", "best_of", "rank", "seed_for"]
 
 #: The built-in strategies by name: ``FlexTuner(strategy=name)``.
 BUILTIN = MappingProxyType(STRATEGIES)
@@ -56,15 +56,36 @@ class TrainingContext(Protocol):
         run besides the run's key, and proxy nets take it from their donor;
         a schedule needs to do nothing about it.
     stopping : Stopping
-        How long a run lasts by default (FlexTuner's ``max_epochs`` and
-        ``patience``); ``stopping.replace(max_epochs=1, patience=None)``
-        gives another.
+        How long a run lasts by default (FlexTuner's ``max_epochs``,
+        ``patience`` and ``validate_every``);
+        ``stopping.replace(max_epochs=1, patience=None)`` gives another.
+    runs : list of (key, Tuned)
+        Every training run so far, in the order they finished (with ``cv``,
+        one per candidate, its folds combined).
+    pretrained_evaluation : Evaluation
+        The pretrained net's, on validation data.
+    data : object
+        The target data: ``data.classes``, the net's outputs the target uses.
+    optimization : object
+        How runs train: ``optimization.lr``, ``optimization.batch_size``, ...
+    config : dict
+        flexsk's settings for this fit (:func:`flexsk.get_config`).
+
+    The checks after a strategy (:class:`~flexsk.SelectionWarning`, the
+    refit) read ``runs``, ``pretrained_evaluation``, ``data``,
+    ``optimization``, ``config`` and :meth:`on_all_data`; a schedule rarely
+    needs them.
     """
 
     units: list
     pretrained: object
     head: object
     stopping: Stopping
+    runs: list
+    pretrained_evaluation: Evaluation
+    data: object
+    optimization: object
+    config: dict
 
     def tune(self, key, *, start=None, stopping=None, keep_best=True) -> Tuned:
         """Fine-tune a unit (its name), a tuple of unit names, ``"all"`` or ``"ss"``
@@ -92,3 +113,6 @@ class TrainingContext(Protocol):
     def prefetch(self, keys):
         """Compute the frozen prefixes of several runs' inputs in one pass (an
         optimization; the results do not depend on it)."""
+
+    def on_all_data(self) -> "TrainingContext":
+        """The context of the refit: every labelled sample, no validation data."""

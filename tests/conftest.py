@@ -107,3 +107,23 @@ def state_hash(module):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def refitted(fit):
+    """``fit()``'s tuner, after checking that its refit ran.
+
+    A refit is returned (``refit_epochs_`` set), or it failed the check against
+    the selection run's model, which is returned with a SelectionWarning saying
+    so: which of the two depends on rounding, so tests accept either.
+    """
+    import warnings
+
+    from flexsk import SelectionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuner = fit()
+    fell_back = any(issubclass(w.category, SelectionWarning) and "The refit of" in
+                    str(w.message) for w in caught)
+    assert (tuner.refit_epochs_ is not None) != fell_back
+    return tuner

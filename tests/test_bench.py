@@ -1,6 +1,7 @@
 """flexsk bench: the results file (columns, resume, interruption, config) and the tables."""
 
 import csv
+import io
 import re
 import json
 from pathlib import Path
@@ -611,13 +612,106 @@ def test_a_row_with_empty_metric_cells_is_incomplete(tmp_path, capsys):
         assert run_bench(config, tmp_path, progress=False, log=None) == 1  # done again
 
 
-def test_undecodable_results_are_refused_in_one_line(tmp_path, capsys):
+def _with_cells(line, **cells):
+    """A line of the CSV (bytes) with some of its cells replaced, quoted as the runner does."""
+    values = next(csv.reader([line.decode()]))
+    for column, value in cells.items():
+        values[COLUMNS.index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("column", ["map_at_10", "source_map_at_10"])
+def test_a_retrieval_row_with_an_empty_map_is_incomplete(tmp_path, column):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b",,," in lines[2]  # faster has no mAP: its empty cells stay valid
+    path.write_bytes(b"".join(lines[:3] + [_with_cells(lines[3], **{column: ""})]
+                              + lines[4:]))
+    run = r"conv4 \(1ch\) noise, ratio 2, repeat 1, flex"
+    with pytest.warns(RuntimeWarning, match=rf"line 4 \({run}\) .*{column} is empty") as record:
+        rows = read_results(path)  # --report-only reads it so too
+    assert len(record) == 1
+    assert [(r["repeat"], r["strategy"]) for r in rows] == [
+        (0, "flex"), (0, "faster"), (1, "faster")]
+    with pytest.warns(RuntimeWarning, match=rf"line 4 was not a complete row \({column} is "
+                                            rf"empty.*{run} is done again"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1
+    new = path.read_bytes().splitlines(keepends=True)
+    assert new[:3] + new[3:4] == lines[:3] + lines[4:]  # kept byte for byte
+    assert all(r["map_at_10"] is not None for r in read_results(path) if r["strategy"] == "flex")
+
+
+def test_a_row_with_an_empty_refit_accuracy_is_incomplete(tmp_path):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [_with_cells(lines[2], refit_test_accuracy="")]
+                              + lines[3:]))
+    run = r"conv4 \(1ch\) noise, ratio 2, repeat 0, faster"
+    with pytest.warns(RuntimeWarning, match=rf"line 3 \({run}\) .*refit_test_accuracy is empty"):
+        written = bench.write_reports(tmp_path, log=None)  # the others' selection report
+    assert [p.name for p in written] == ["table3.md", "retrieval.md", "selection.md"]
+    with pytest.warns(RuntimeWarning, match=r"line 3 was not a complete row "
+                                            r"\(refit_test_accuracy is empty"):
+        assert run_bench(config, tmp_path, progress=False, log=None) == 1  # done again
+    assert len(read_results(path)) == 4
+
+
+def test_results_made_before_the_refit_remove_a_stale_selection_report(tmp_path, capsys):
+    _, path = _finished_tiny(tmp_path)
+    bench.write_reports(tmp_path, log=None)
+    assert (tmp_path / "selection.md").exists()
+    # the columns of results made before the refit existed
+    old = COLUMNS[:COLUMNS.index("refit_test_accuracy")]
+    raw = path.read_bytes().decode().splitlines()
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(
+        row[:len(old)] for row in csv.reader(raw))
+    path.write_text(out.getvalue(), newline="")
+    assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 0
+    assert not (tmp_path / "selection.md").exists()  # no stale report left
+    said = [line for line in capsys.readouterr().out.splitlines() if "selection.md" in line]
+    assert len(said) == 1
+    assert "not written" in said[0] and "4 of the 4 rows" in said[0]
+    assert "refit_test_accuracy" in said[0] and "removed" in said[0]
+    assert {p.name for p in tmp_path.glob("*.md")} == {"table3.md", "retrieval.md"}
+    said = []  # nothing stale the second time: nothing removed
+    written = bench.write_reports(tmp_path, log=said.append)
+    assert [p.name for p in written] == ["table3.md", "retrieval.md"]
+    assert said[0].startswith("selection.md not written") and "removed" not in said[0]
+
+
+@pytest.mark.parametrize("damage", ["appended", "inside a row"])
+def test_undecodable_lines_are_dropped_and_their_runs_redone(tmp_path, damage):
+    config, path = _finished_tiny(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    if damage == "appended":  # no run to name, none to redo
+        bad, kept, number, run = b"\xff\xfe\x80 junk\n", lines, 6, ""
+        path.write_bytes(b"".join(lines) + bad)
+    else:  # after its key cells: its run is named, and done again
+        bad = lines[2].replace(b",faster,", b",faster,\xff", 1)
+        kept, number = lines[:2] + lines[3:], 3
+        run = r" \(conv4 \(1ch\) noise, ratio 2, repeat 0, faster\)"
+        path.write_bytes(b"".join(lines[:2] + [bad] + lines[3:]))
+    with pytest.warns(RuntimeWarning, match=rf"line {number}{run} is not a complete row "
+                                            r"\(not UTF-8 text"):
+        assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 0
+    with pytest.warns(RuntimeWarning, match=rf"line {number} was not a complete row "
+                                            r"\(not UTF-8 text"):
+        assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 0  # resumed, not refused
+    new = path.read_bytes().splitlines(keepends=True)
+    assert new[:len(kept)] == kept and bad not in new  # kept byte for byte
+    assert len(read_results(path)) == 4
+
+
+def test_an_undecodable_header_is_refused_in_one_line(tmp_path, capsys):
     config, path = _finished_tiny(tmp_path)
     path.write_bytes(path.read_bytes()[:200] + b"\xff\xfe\x80" + path.read_bytes()[200:])
     assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 2
-    _one_error_line(capsys, "results.csv", "not UTF-8")
+    _one_error_line(capsys, "results.csv", "not UTF-8", "line 1")
     assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
-    _one_error_line(capsys, "results.csv", "not UTF-8")
+    _one_error_line(capsys, "results.csv", "not UTF-8", "line 1")
 
 
 def test_key_name_and_best_key():

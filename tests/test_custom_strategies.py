@@ -8,6 +8,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
 
+from conftest import refitted
+
 from flexsk import FlexTuner, SelectionWarning
 from flexsk.strategies import BUILTIN, Outcome, Strategy, best_of
 
@@ -39,10 +41,9 @@ def _strategy(name):
 
 @pytest.mark.parametrize("name", list(USERS) + ["flex", "fast", "halving"])
 def test_a_strategy_works_with_cv_jobs_refit_and_pickle(conv4, target, name):
-    tuner = FlexTuner(conv4, strategy=_strategy(name), cv=3, n_jobs=2, **FAST).fit(
-        target["X"], target["y"])
+    tuner = refitted(lambda: FlexTuner(conv4, strategy=_strategy(name), cv=3, n_jobs=2,
+                                       **FAST).fit(target["X"], target["y"]))
     assert tuner.selected_unit_ in tuner.units_ + ["all"]
-    assert tuner.refit_epochs_ is not None
     restored = pickle.loads(pickle.dumps(tuner))
     np.testing.assert_allclose(restored.predict_proba(target["X_test"]),
                                tuner.predict_proba(target["X_test"]))
@@ -117,3 +118,97 @@ def test_mistakes_in_a_schedule_get_clear_errors(conv4, target):
                   **FAST).fit(target["X"], target["y"])
     with pytest.raises(TypeError, match=r"strategy=Strategy is a class"):
         FlexTuner(conv4, strategy=Strategy, **FAST).fit(target["X"], target["y"])
+
+
+# -- options: one table for the built-ins, and options of your own ---------------------------
+
+
+def test_flextuner_takes_every_builtin_option_with_its_default_and_docstring():
+    import inspect
+
+    from flexsk._strategies import OPTIONS
+
+    signature = inspect.signature(FlexTuner.__init__).parameters
+    for name, option in OPTIONS.items():
+        assert signature[name].default == option.default
+        assert FlexTuner._parameter_constraints[name] == list(option.constraints)
+        assert f"    {name} : {option.kind}, default=" in FlexTuner.__doc__
+
+
+def last_k(ctx, *, k):
+    """Tune the last ``k`` units together."""
+    names = tuple(unit.name for unit in ctx.units[-k:])
+    key = names[0] if k == 1 else names
+    return Outcome(key, {key: ctx.tune(key)})
+
+
+def _last_k(**values):
+    from numbers import Integral
+
+    from sklearn.utils._param_validation import Interval
+
+    from flexsk.strategies import Option
+
+    k = Option("k", 1, (Interval(Integral, 1, None, closed="left"),), "int",
+               "Last units tuned together.")
+    return Strategy("last-k", last_k, options=(k,), **values)
+
+
+def test_a_strategy_declares_options_of_its_own(conv4, target):
+    strategy = _last_k(k=2)
+    tuner = FlexTuner(conv4, strategy=strategy, **FAST).fit(target["X"], target["y"])
+    assert tuner.selected_unit_ == ("fc1", "fc2")
+    tuner.set_params(strategy__k=1)
+    assert strategy.values == {"k": 2}  # the record passed in keeps its settings
+    assert tuner.fit(target["X"], target["y"]).selected_unit_ == "fc2"
+    assert clone(tuner).strategy.values == {"k": 1}
+    assert FlexTuner(conv4, strategy=_last_k(), **FAST).fit(
+        target["X"], target["y"]).selected_unit_ == "fc2"  # the default
+
+
+def test_grid_search_over_a_strategys_own_option(conv4, target):
+    search = GridSearchCV(FlexTuner(conv4, strategy=_last_k(), **FAST),
+                          {"strategy__k": [1, 2]}, cv=2)
+    search.fit(target["X"], target["y"])
+    assert sorted(p["strategy__k"] for p in search.cv_results_["params"]) == [1, 2]
+    assert search.best_estimator_.strategy.values["k"] == search.best_params_["strategy__k"]
+
+
+def test_a_strategys_own_options_are_checked(conv4, target):
+    with pytest.raises(InvalidParameterError, match=r"'k' parameter of Strategy 'last-k'"):
+        FlexTuner(conv4, strategy=_last_k(k=0), **FAST).fit(target["X"], target["y"])
+    with pytest.raises(ValueError, match=r"Invalid parameter 'j' for strategy 'last-k': it "
+                                         r"declares the options \['k'\]"):
+        FlexTuner(conv4, strategy=_last_k()).set_params(strategy__j=3)
+    with pytest.raises(TypeError, match=r"options must be flexsk.strategies.Option records"):
+        FlexTuner(conv4, strategy=Strategy("k", last_k, options=("k",)), **FAST).fit(
+            target["X"], target["y"])
+
+
+# -- the training context: one contract, two implementations ---------------------------------
+
+
+@pytest.mark.parametrize("cv", [None, 2])
+def test_both_training_contexts_implement_the_whole_contract(conv4, target, cv):
+    import inspect
+
+    from flexsk.strategies import TrainingContext
+
+    contexts = []
+
+    def capture(ctx):
+        contexts.append(ctx)
+        return Outcome("fc2", {"fc2": ctx.tune("fc2")})
+
+    FlexTuner(conv4, strategy=capture, cv=cv, **FAST).fit(target["X"], target["y"])
+    ctx, = contexts
+    attributes = set(TrainingContext.__annotations__)
+    methods = {name for name, member in vars(TrainingContext).items()
+               if inspect.isfunction(member) and not name.startswith("_")}
+    assert {"units", "runs", "pretrained_evaluation", "config"} <= attributes
+    assert {"tune", "tune_many", "evaluate", "on_all_data"} <= methods
+    missing = [name for name in attributes | methods if not hasattr(ctx, name)]
+    assert missing == []
+    for name in methods:  # the same parameters as the contract
+        assert (inspect.signature(getattr(TrainingContext, name)).parameters.keys() - {"self"}
+                <= inspect.signature(getattr(ctx, name)).parameters.keys()), name

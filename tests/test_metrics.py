@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import flexsk
 from flexsk import metrics
 from flexsk.metrics import map_at_k
 
@@ -162,10 +163,10 @@ def test_matches_reference_empty_policies(empty, metric, k):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 4 * 40 * 3, 4 * 40 * 7 + 5])
-def test_block_size_does_not_change_result(monkeypatch, block_bytes):
+def test_block_size_does_not_change_result(block_bytes):
     q, ql, g, gl = integer_data(3, n_queries=20, dim=2, high=2)
-    monkeypatch.setattr(metrics, "_BLOCK_BYTES", block_bytes)
-    assert map_at_k(q, ql, g, gl, k=5) == pytest.approx(reference_map(q, ql, g, gl, 5))
+    with flexsk.config_context(working_memory=block_bytes / 2 ** 20):
+        assert map_at_k(q, ql, g, gl, k=5) == pytest.approx(reference_map(q, ql, g, gl, 5))
 
 
 def test_blocks_respect_the_memory_budget(monkeypatch):
@@ -178,8 +179,8 @@ def test_blocks_respect_the_memory_budget(monkeypatch):
         return original(dist, m)
 
     monkeypatch.setattr(metrics, "_smallest_by_index", spy)
-    monkeypatch.setattr(metrics, "_BLOCK_BYTES", 4 * 40 * 8)   # 8 float32 rows
-    map_at_k(q, ql, g, gl, k=3)
+    with flexsk.config_context(working_memory=4 * 40 * 8 / 2 ** 20):  # 8 float32 rows
+        map_at_k(q, ql, g, gl, k=3)
     assert shapes == [(8, 40)] * 6 + [(2, 40)]
 
 
@@ -379,7 +380,7 @@ def test_integer_embeddings_and_numpy_integer_k():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_cuda_inputs_match_reference(monkeypatch, metric):
+def test_cuda_inputs_match_reference(metric):
     def cuda(x):
         return torch.from_numpy(np.asarray(x)).cuda()
 
@@ -390,13 +391,13 @@ def test_cuda_inputs_match_reference(monkeypatch, metric):
             assert map_at_k(cuda(q), ql, cuda(g), cuda(gl), k=k, metric=metric) == \
                 pytest.approx(expected)
     # Exact ties (integers; duplicates; zero vectors) broken by index on the GPU too.
-    monkeypatch.setattr(metrics, "_BLOCK_BYTES", 4 * 40 * 7)
-    for seed in range(3):
-        q, ql, g, gl = exact_tie_data(seed, metric)
-        for k in (1, 3, 10, 50):
-            expected = reference_map(q, ql, g, gl, k, metric)
-            assert map_at_k(cuda(q), ql, cuda(g), gl, k=k, metric=metric) == \
-                pytest.approx(expected)
+    with flexsk.config_context(working_memory=4 * 40 * 7 / 2 ** 20):
+        for seed in range(3):
+            q, ql, g, gl = exact_tie_data(seed, metric)
+            for k in (1, 3, 10, 50):
+                expected = reference_map(q, ql, g, gl, k, metric)
+                assert map_at_k(cuda(q), ql, cuda(g), gl, k=k, metric=metric) == \
+                    pytest.approx(expected)
     with pytest.raises(ValueError, match="different devices"):
         map_at_k(cuda(q), ql, torch.from_numpy(g), gl)
 

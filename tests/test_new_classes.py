@@ -16,7 +16,9 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from torch import nn
 
-import flexsk._head
+from conftest import refitted
+
+import flexsk
 from flexsk import FlexTuner
 from flexsk._head import find_head, start_head
 from flexsk._training._data import Samples
@@ -192,9 +194,9 @@ def test_a_new_head_under_cv_jobs_pairs_and_refit(conv4, words, settings):
 def test_string_labels_under_every_strategy_with_cv_jobs_pairs_pickle_clone(
         conv4, words, strategy):
     max_units = 2 if BUILTIN[strategy].single_unit else 1
-    tuner = FlexTuner(conv4, strategy=strategy, cv=3, n_jobs=2, max_units=max_units, **FAST)
-    tuner.fit(words["X"], words["y"])
-    assert tuner.head_ == "fc2" and tuner.refit_epochs_ is not None
+    tuner = refitted(lambda: FlexTuner(conv4, strategy=strategy, cv=3, n_jobs=2,
+                                       max_units=max_units, **FAST).fit(words["X"], words["y"]))
+    assert tuner.head_ == "fc2"
     restored = pickle.loads(pickle.dumps(tuner))
     np.testing.assert_array_equal(restored.predict(words["X_test"]),
                                   tuner.predict(words["X_test"]))
@@ -336,14 +338,13 @@ def test_a_named_head_is_replaced(conv4, words):
     assert tuner.head_ == "fc2"
 
 
-def test_the_probe_start_is_a_logistic_regression_on_the_features(monkeypatch):
-    monkeypatch.setattr(flexsk._head, "HEAD_START", "probe")
+def test_the_probe_start_is_a_logistic_regression_on_the_features():
     torch.manual_seed(0)
     features = torch.randn(60, 4)
     labels = (features[:, 0] > 0).long() + (features[:, 1] > 1).long()  # 3 classes
     module = nn.Sequential(nn.Identity(), nn.Linear(4, 3))
     before = _weights(module)
-    started = start_head(module, Unit("1", ("1",)), Samples(features, labels), 16)
+    started = start_head(module, Unit("1", ("1",)), Samples(features, labels), 16, "probe")
     assert all(torch.equal(before[k], v) for k, v in _weights(module).items())
     expected = make_pipeline(StandardScaler(), LogisticRegression())
     expected.fit(features.numpy(), labels.numpy())
@@ -352,7 +353,7 @@ def test_the_probe_start_is_a_logistic_regression_on_the_features(monkeypatch):
     np.testing.assert_allclose(got, expected.predict_proba(features.numpy()), atol=1e-4)
     binary = (features[:, 0] > 0).long()
     two = start_head(nn.Sequential(nn.Identity(), nn.Linear(4, 2)), Unit("1", ("1",)),
-                     Samples(features, binary), 16)
+                     Samples(features, binary), 16, "probe")
     expected = make_pipeline(StandardScaler(), LogisticRegression())
     expected.fit(features.numpy(), binary.numpy())
     with torch.no_grad():
@@ -361,13 +362,14 @@ def test_the_probe_start_is_a_logistic_regression_on_the_features(monkeypatch):
     torch.testing.assert_close(two[1].weight[0], -two[1].weight[1])
 
 
-def test_the_new_head_starts_at_a_seeded_random_initialization(conv4, words, monkeypatch):
+def test_the_new_head_starts_at_a_seeded_random_initialization(conv4, words):
     a = FlexTuner(conv4, strategy="ft-fc", head="new", **FAST).fit(words["X"], words["y"])
     b = FlexTuner(conv4, strategy="ft-fc", head="new", **FAST).fit(words["X"], words["y"])
     torch.testing.assert_close(a._pretrained.fc2.weight, b._pretrained.fc2.weight)
     assert a._pretrained.fc2.weight.abs().max() <= 1 / np.sqrt(64)  # nn.Linear's bound
-    monkeypatch.setattr(flexsk._head, "HEAD_START", "probe")
-    probe = FlexTuner(conv4, strategy="ft-fc", head="new", **FAST).fit(words["X"], words["y"])
+    with flexsk.config_context(head_start="probe"):
+        probe = FlexTuner(conv4, strategy="ft-fc", head="new", **FAST).fit(
+            words["X"], words["y"])
     assert not torch.equal(a._pretrained.fc2.weight, probe._pretrained.fc2.weight)
     assert probe.head_ == "fc2"
 
@@ -423,10 +425,10 @@ def test_the_pretrained_fingerprint_leaves_the_new_head_out(conv4, words, target
 
 
 @pytest.mark.parametrize("settings", [dict(cv=3), dict(refit=True), dict(refit=False)])
-def test_the_probe_start_under_cv_and_refit(conv4, words, monkeypatch, settings):
-    monkeypatch.setattr(flexsk._head, "HEAD_START", "probe")
+def test_the_probe_start_under_cv_and_refit(conv4, words, settings):
     tuner = FlexTuner(conv4, strategy="fast", head="new", **{**FAST, **settings})
-    tuner.fit(words["X"], words["y"])
+    with flexsk.config_context(head_start="probe"):
+        tuner.fit(words["X"], words["y"])
     assert set(tuner.predict(words["X_test"])) <= set(tuner.classes_)
     # the start is a logistic regression fitted on these images: above chance on them
     start = FlexTuner.__new__(FlexTuner)
@@ -448,8 +450,13 @@ def test_the_head_alone_starts_as_a_logistic_regression_and_the_others_at_random
     expected.fit(tuner.pretrained_transform(words["X"]), words["y"])
     with torch.no_grad():
         got = torch.softmax(starts["fc2"](torch.as_tensor(words["X_test"])), 1).numpy()
-    np.testing.assert_allclose(got, expected.predict_proba(
-        tuner.pretrained_transform(words["X_test"])), atol=1e-4)
+    # the same problem up to the features' rounding (another batch, memory format or
+    # thread count), solved by lbfgs to its tolerance (1e-4 on the gradient): the two
+    # solutions agree to about 1e-3 in probability, not to the last bits
+    want = expected.predict_proba(tuner.pretrained_transform(words["X_test"]))
+    np.testing.assert_allclose(got, want, atol=5e-3)
+    clear = np.sort(want, axis=1)[:, -1] - np.sort(want, axis=1)[:, -2] > 1e-2
+    np.testing.assert_array_equal(got.argmax(1)[clear], want.argmax(1)[clear])
     for key in ("conv1", "conv2", "fc1", "all"):  # with other weights: the random start
         torch.testing.assert_close(starts[key].fc2.weight, tuner._pretrained.fc2.weight)
 

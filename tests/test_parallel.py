@@ -1,9 +1,12 @@
 """n_jobs: flex's independent candidates give the same result on any joblib backend."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from joblib import parallel_config
+from sklearn.exceptions import ConvergenceWarning
 
 from flexsk import FlexTuner
 
@@ -62,7 +65,10 @@ def test_progress_reports_every_parallel_run(conv4, target, capsys):
     with parallel_config(backend="loky", inner_max_num_threads=1):
         fit(conv4, target, n_jobs=2, verbose=1)
     err = capsys.readouterr().err
-    assert "6/6" in err  # 4 units + ft-all, then the refit
+    # every run is named when its worker reports it, then the refit; the bar ends full
+    assert all(name in err for name in ("conv1", "conv2", "fc1", "fc2", "all", "refit"))
+    done, total = map(int, re.findall(r"(\d+)/(\d+) \[", err)[-1])
+    assert done == total > 0
 
 
 class _DropoutNet(torch.nn.Module):
@@ -127,6 +133,7 @@ def test_sequential_backend_trains_in_place_without_a_warning(conv4, target, one
     serial = fit(conv4, target, max_epochs=2)
     with parallel_config(backend="sequential"), warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 2 epochs: still improving
         sequential = fit(conv4, target, max_epochs=2, n_jobs=2)
     assert_same(sequential, serial, target["X_test"])
 
@@ -140,6 +147,7 @@ def test_nested_joblib_call_warns_only_for_concurrent_threads(conv4, target, one
     def nested_fit():
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)  # 2 epochs: still improving
             return fit(conv4, target, max_epochs=2, n_jobs=2).selected_unit_
 
     with parallel_config(backend="sequential"):
@@ -210,3 +218,32 @@ def test_tracing_in_one_thread_while_another_predicts(conv7, target, one_thread)
     assert results
     for proba in results:
         np.testing.assert_array_equal(proba, expected[:64])
+
+
+class _ThreadLog:
+    """on_epoch, in the workers: each process's torch thread count, to a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, record):
+        if record.epoch == 0 and not record.refit:  # the refit trains in the fitting process
+            import os
+
+            with open(self.path, "a") as f:
+                f.write(f"{os.getpid()} {torch.get_num_threads()}\n")
+
+
+def test_workers_never_oversubscribe_the_cores(conv4, target, tmp_path, monkeypatch):
+    from joblib import cpu_count
+
+    if cpu_count() < 2:
+        pytest.skip("a single core: the runs train in the fitting process")
+    # inherited by loky's workers unless the tuner limits their threads itself
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cpu_count()))
+    log = tmp_path / "threads.txt"
+    # more jobs than cores: loky alone would start one worker per job
+    fit(conv4, target, n_jobs=cpu_count() + 1, max_epochs=1, on_epoch=_ThreadLog(log))
+    threads = dict(line.split() for line in log.read_text().splitlines())
+    assert len(threads) >= 2  # the runs trained in worker processes
+    assert len(threads) * max(int(t) for t in threads.values()) <= cpu_count()

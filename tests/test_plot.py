@@ -27,6 +27,7 @@ def _row(strategy, shift, ratio, repeat, *, val=None, test=None, selected=None, 
     val = val or {}
     return dict(net=net, n_channels=1, shift=shift, ratio=ratio, repeat=repeat,
                 strategy=strategy, test_accuracy=0.5, source_accuracy=0.4,
+                refit_test_accuracy=0.55, map_at_10=0.3, source_map_at_10=0.2,
                 selected_unit=selected, units=UNITS, proxy_scores=proxy or {},
                 validation_scores=val, candidate_test_scores=test or val, n_epochs={})
 

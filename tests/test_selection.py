@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import state_hash
+from conftest import refitted, state_hash
 from sklearn.model_selection import StratifiedKFold
 from skorch import NeuralNetClassifier
 from torch import nn
@@ -152,12 +152,12 @@ def test_refit_trains_on_training_and_validation_data_for_the_peak_epochs(conv4,
     assert refit[-1].n_steps == 10 * tuner.refit_epochs_  # full passes
 
 
-def test_refit_for_the_peak_steps(conv4, target, monkeypatch):
-    from flexsk import _selection
+def test_refit_for_the_peak_steps(conv4, target):
+    import flexsk
 
-    monkeypatch.setattr(_selection, "REFIT_LENGTH", "steps")
     records = []
-    tuner = fit(conv4, target, strategy="ft-all", on_epoch=records.append)
+    with flexsk.config_context(refit_length="steps"):
+        tuner = fit(conv4, target, strategy="ft-all", on_epoch=records.append)
     assert [r for r in records if r.refit][-1].n_steps == 4 * tuner.best_epochs_["all"]
 
 
@@ -328,9 +328,9 @@ def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypat
     labels = target["y"] if n_per_class <= 10 else np.concatenate([target["y"]] * 4)
     if n_per_class > 10:
         keep = np.arange(len(labels))
-    tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, random_state=0,
-                      refit=False).fit(pool[keep], labels[keep],
-                                       X_val=target["X_val"], y_val=target["y_val"])
+    tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, validate_every=1,
+                      random_state=0, refit=False).fit(
+        pool[keep], labels[keep], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.best_epochs_ == {"fc2": 1}
     assert tuner.n_epochs_ == {"fc2": 1 + patience}
     assert FlexTuner(conv4).patience == "auto"
@@ -353,10 +353,9 @@ def test_auto_max_epochs_is_at_least_400_optimizer_steps(conv4, target, monkeypa
 
 
 def test_cv_scores_candidates_on_folds_then_refits(conv4, target):
-    tuner = FlexTuner(conv4, strategy="flex", cv=3, **FAST).fit(target["X"], target["y"])
+    tuner = refitted(lambda: FlexTuner(conv4, strategy="flex", cv=3, **FAST).fit(
+        target["X"], target["y"]))
     assert set(tuner.validation_scores_) == set(tuner.units_) | {"all"}
-    # means over folds of about 33 samples each are not multiples of 1/len(fold)
-    assert tuner.refit_epochs_ is not None
     assert tuner.predict(target["X_test"]).shape == target["y_test"].shape
     same = FlexTuner(conv4, strategy="flex", cv=StratifiedKFold(3), **FAST).fit(
         target["X"], target["y"])

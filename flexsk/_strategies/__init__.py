@@ -1,7 +1,7 @@
 """Selection strategies: short schedules over the training primitive.
 
 Each strategy is a :class:`Strategy` record whose schedule is a function
-``schedule(ft, **options) -> Outcome``, ``ft`` being a
+``schedule(ctx, **options) -> Outcome``, ``ctx`` being a
 :class:`~flexsk._training.FineTuning`. The paper's Algorithms 1-3 are in
 :mod:`.exhaustive` and :mod:`.proxy`; its baselines in :mod:`.baselines`.
 Beyond the paper: relative gradient norms (:mod:`.gradient`), successive
@@ -9,9 +9,12 @@ halving (:mod:`.halving`) and greedy growth to several units (:mod:`.combine`,
 applied to every strategy that ends on a single unit).
 """
 
+from types import SimpleNamespace
+
 from . import baselines, exhaustive, gradient, halving, proxy
+from ._option import Option
 from ._outcome import Outcome, best_of
-from ._registry import Strategy
+from ._registry import SINGLE_UNIT_OPTIONS, Strategy
 from .combine import add_units
 
 #: The one registry: strategy name -> record.
@@ -21,10 +24,19 @@ STRATEGIES = {strategy.name: strategy for strategy in [
     Strategy("faster", proxy.faster, proxy.n_runs, single_unit=True),
     Strategy("rgn", gradient.rgn, gradient.n_runs, single_unit=True),
     Strategy("halving", halving.halving, halving.n_runs, single_unit=True,
-             options=("halving_factor", "halving_min_epochs")),
+             options=(halving.HALVING_FACTOR, halving.HALVING_MIN_EPOCHS)),
     Strategy("ft-all", baselines.ft_all, baselines.one_run),
-    Strategy("ft-fc", baselines.ft_fc, baselines.one_run, options=("n_fc_units",)),
+    Strategy("ft-fc", baselines.ft_fc, baselines.one_run, options=(baselines.N_FC_UNITS,)),
     Strategy("ft-ss", baselines.ft_ss, baselines.one_run),
 ]}
 
-__all__ = ["STRATEGIES", "Strategy", "Outcome", "best_of", "add_units"]
+#: Every built-in strategy's options, by name, in the registry's order: each is a
+#: FlexTuner parameter, whose default, constraint and docstring entry come from here.
+OPTIONS = {option.name: option for strategy in STRATEGIES.values()
+           for option in list(strategy.options)
+           + (list(SINGLE_UNIT_OPTIONS) if strategy.single_unit else [])}
+#: Their defaults, by attribute: ``DEFAULTS.n_fc_units``.
+DEFAULTS = SimpleNamespace(**{name: option.default for name, option in OPTIONS.items()})
+
+__all__ = ["STRATEGIES", "OPTIONS", "DEFAULTS", "Option", "Strategy", "Outcome", "best_of",
+           "add_units"]

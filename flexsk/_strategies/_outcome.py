@@ -1,9 +1,12 @@
 """What a strategy returns, and how the best of several models is chosen."""
 
 from dataclasses import dataclass, field
+from numbers import Real
+
+import numpy as np
 
 from .._ranking import ranked
-from .._training import rank
+from .._training import Evaluation, rank
 
 __all__ = ["Outcome", "best_of"]
 
@@ -40,9 +43,29 @@ class Outcome:
     proxy_scores: dict = field(default_factory=dict)
     donor: object = None
 
+    def __post_init__(self):
+        if not _is_key(self.selected):
+            raise TypeError(f"Outcome.selected must be a unit name, a tuple of unit names, "
+                            f"'all' or 'ss'; got {type(self.selected).__name__} "
+                            f"{self.selected!r}.")
+        if not isinstance(self.tuned, dict) or not isinstance(self.proxy_scores, dict):
+            raise TypeError("Outcome.tuned and Outcome.proxy_scores must be dicts keyed like "
+                            "Outcome.selected.")
+        wrong = {key: value for key, value in self.proxy_scores.items()
+                 if isinstance(value, (bool, np.bool_))
+                 or not isinstance(value, (Evaluation, Real))}
+        if wrong:
+            raise TypeError(f"Outcome.proxy_scores values must be Evaluations or numbers; got "
+                            f"{wrong}.")
+
     @property
     def model(self):
         return self.tuned[self.selected]
+
+
+def _is_key(key):
+    return isinstance(key, str) or (isinstance(key, tuple) and bool(key)
+                                    and all(isinstance(name, str) for name in key))
 
 
 def best_of(evaluations):

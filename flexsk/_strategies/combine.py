@@ -7,18 +7,26 @@ weights, and the best pair is kept only if its validation accuracy is higher
 by more than a margin. The same step repeats up to ``max_units`` units.
 """
 
+from .._checks import count, real
+from ._option import Option
 from ._outcome import Outcome, best_of
-from ._defaults import MAX_UNITS, PAIR_MARGIN
 
-__all__ = ["add_units"]
+__all__ = ["add_units", "MAX_UNITS", "PAIR_MARGIN"]
+
+MAX_UNITS = Option("max_units", 1, (count(1),), "int",
+                   "Most units the returned model tunes, for the strategies that end on a "
+                   "single unit. See :ref:`several_units`.")
+PAIR_MARGIN = Option("pair_margin", 0.01, (real(0, 1, "both"),), "float",
+                     "Validation accuracy a larger selection must gain, strictly, to be kept "
+                     "with ``max_units > 1``.")
 
 
-def add_units(ft, outcome, *, max_units=MAX_UNITS, pair_margin=PAIR_MARGIN):
+def add_units(ctx, outcome, *, max_units=MAX_UNITS.default, pair_margin=PAIR_MARGIN.default):
     """Greedily grow ``outcome``'s selected unit into a tuple of up to ``max_units`` units.
 
     Parameters
     ----------
-    ft : FineTuning
+    ctx : FineTuning
     outcome : Outcome
         A single-unit strategy's result. Returned unchanged when
         ``max_units`` is 1 or when ``"all"`` was selected.
@@ -44,7 +52,7 @@ def add_units(ft, outcome, *, max_units=MAX_UNITS, pair_margin=PAIR_MARGIN):
     """
     if max_units <= 1 or outcome.selected == "all":
         return outcome
-    order = [unit.name for unit in ft.units]
+    order = [unit.name for unit in ctx.units]
     current = outcome.selected if isinstance(outcome.selected, tuple) else (outcome.selected,)
     tuned = dict(outcome.tuned)
     score = tuned[outcome.selected].val_score
@@ -54,7 +62,7 @@ def add_units(ft, outcome, *, max_units=MAX_UNITS, pair_margin=PAIR_MARGIN):
                 for name in order if name not in current]
         if not keys:
             break
-        trained = ft.tune_many(keys)
+        trained = ctx.tune_many(keys)
         tuned.update(trained)
         best = best_of({key: trained[key].evaluation for key in keys})
         if trained[best].diverged or not trained[best].val_score > score + pair_margin:

@@ -5,7 +5,7 @@ from ._outcome import Outcome, best_of
 __all__ = ["rgn", "n_runs"]
 
 
-def rgn(ft):
+def rgn(ctx):
     """Rank units by relative gradient norm at the pretrained weights; tune the top one.
 
     Lee et al. (ICLR 2023) show that gradient statistics at the pretrained
@@ -17,9 +17,9 @@ def rgn(ft):
     pretrained weights. Selection costs at most one epoch of ft-all's forward
     and backward passes; the scores are the proxy scores.
     """
-    scores = ft.relative_gradient_norms()
+    scores = ctx.relative_gradient_norms()
     best = best_of(scores)
-    return Outcome(best, {best: ft.tune(best)}, scores)
+    return Outcome(best, {best: ctx.tune(best)}, scores)
 
 
 def n_runs(n_units):

@@ -1,14 +1,18 @@
 """Target data and training settings, as the training primitive takes them."""
 
+import math
 import zlib
 from dataclasses import dataclass, replace
 
 import torch
 
 from .._inputs import check_finite_items, dataset_read_error, is_dataset
+from .._forward import first_output
 from .._locks import forward_pass
 
 __all__ = ["Samples", "DatasetSamples", "TargetData", "Stopping", "Optimization",
+           "AUTO_MAX_EPOCHS", "AUTO_MAX_STEPS", "AUTO_PATIENCE_EPOCHS", "AUTO_PATIENCE_STEPS",
+           "AUTO_VALIDATION_RATIO",
            "SkorchClassifierLoss", "batches", "gather", "seed_for", "run_in_batches",
            "samples_of"]
 
@@ -223,9 +227,23 @@ class TargetData:
         return (self.val if self.val is not None else self.train).probe(n)
 
 
+#: ``patience="auto"``: wait this many epochs, and at least this many optimizer steps.
+AUTO_PATIENCE_EPOCHS = 5
+AUTO_PATIENCE_STEPS = 40
+#: ``max_epochs="auto"``: at least this many epochs, and at least this many optimizer
+#: steps, so that a few images per class (one step an epoch) still train long enough.
+AUTO_MAX_EPOCHS = 100
+AUTO_MAX_STEPS = 400
+#: ``validate_every="auto"``: validate once the training samples seen since the last
+#: validation are at least this many times the validation samples (a validation pass
+#: then costs about a third of the training between two passes, or less), and at least
+#: twice in every ``patience`` window.
+AUTO_VALIDATION_RATIO = 1
+
+
 @dataclass(frozen=True)
 class Stopping:
-    """How long one training run lasts.
+    """How long one training run lasts, and when it validates.
 
     Parameters
     ----------
@@ -234,23 +252,56 @@ class Stopping:
     patience : int or None, default=None
         Epochs without progress on validation (a better epoch, or a new
         minimum of the validation loss) after which the run stops; None:
-        never.
+        never. Checked when the run validates.
     max_steps : int or None, default=None
         Optimizer steps, at most (a refit's length).
+    validate_every : int, default=1
+        Validate after every this many epochs, and after the last one
+        (the epoch a run keeps is one it validated).
 
     Examples
     --------
     >>> from flexsk.strategies import Stopping
     >>> Stopping(max_epochs=100, patience=5).replace(max_epochs=1, patience=None)
-    Stopping(max_epochs=1, patience=None, max_steps=None)
+    Stopping(max_epochs=1, patience=None, max_steps=None, validate_every=1)
+    >>> Stopping.auto(n_train=20, n_val=200, batch_size=32)
+    Stopping(max_epochs=400, patience=40, max_steps=None, validate_every=10)
     """
 
     max_epochs: int
     patience: object = None  # int or None
     max_steps: object = None  # int or None
+    validate_every: int = 1
 
     def replace(self, **changes):
         return replace(self, **changes)
+
+    def validates(self, epoch):
+        """Whether a run validates after ``epoch`` (its last epoch aside, always validated)."""
+        return epoch % self.validate_every == 0
+
+    @classmethod
+    def auto(cls, *, n_train, n_val, batch_size, max_epochs="auto", patience="auto",
+             validate_every="auto"):
+        """The stopping of a run on ``n_train`` samples validated on ``n_val``, with
+        FlexTuner's ``max_epochs``, ``patience`` and ``validate_every`` ("auto" resolved).
+
+        ``max_epochs="auto"``: AUTO_MAX_EPOCHS epochs, and at least AUTO_MAX_STEPS
+        optimizer steps. ``patience="auto"``: AUTO_PATIENCE_EPOCHS epochs, and at least
+        AUTO_PATIENCE_STEPS steps. ``validate_every="auto"``: every
+        ``ceil(AUTO_VALIDATION_RATIO * n_val / n_train)`` epochs, at most half the
+        patience (a tenth of ``max_epochs`` without patience), at least 1.
+        """
+        steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+        if max_epochs == "auto":
+            max_epochs = max(AUTO_MAX_EPOCHS, math.ceil(AUTO_MAX_STEPS / steps_per_epoch))
+        if patience == "auto":
+            patience = max(AUTO_PATIENCE_EPOCHS, math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch))
+        if validate_every == "auto":
+            window = patience // 2 if patience is not None else max_epochs // 10
+            validate_every = max(1, min(math.ceil(AUTO_VALIDATION_RATIO * n_val
+                                                  / max(n_train, 1)), window))
+        return cls(max_epochs, patience, validate_every=validate_every)
 
 
 @dataclass
@@ -292,9 +343,7 @@ def gather(outputs, classes, probabilities):
 
     A module that returns a tuple contributes its first element, as in skorch.
     """
-    if isinstance(outputs, (tuple, list)):
-        outputs = outputs[0]
-    gathered = outputs.index_select(1, classes)
+    gathered = first_output(outputs).index_select(1, classes)
     if probabilities:
         gathered = gathered / gathered.sum(dim=1, keepdim=True).clamp_min(
             torch.finfo(gathered.dtype).tiny)
@@ -325,5 +374,13 @@ def run_in_batches(function, X, batch_size):
 
 
 def seed_for(base_seed, key):
-    """A seed per candidate, independent of the order candidates are trained in."""
+    """The seed of the run of ``key`` in a fit whose ``random_state`` draws ``base_seed``:
+    one per candidate, independent of the order candidates are trained in.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import seed_for
+    >>> seed_for(0, "conv1") == seed_for(0, "conv1") != seed_for(0, "conv2")
+    True
+    """
     return (base_seed + zlib.crc32(repr(key).encode())) % (2 ** 31)

@@ -25,9 +25,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, cpu_count, delayed, effective_n_jobs, parallel_config
+from joblib.parallel import BACKENDS, get_active_backend
 
 from .. import _surgery
+from .._config import get_config
 from .._ranking import ranked
 from .._locks import forward_pass
 from .._text import key_name
@@ -35,7 +37,7 @@ from . import _scores
 from ._cache import ActivationCache
 from ._data import TargetData, gather, seed_for
 
-__all__ = ["Evaluation", "EpochRecord", "Tuned", "FineTuning", "rank", "LOSS_RTOL"]
+__all__ = ["Evaluation", "EpochRecord", "Tuned", "FineTuning", "Patience", "rank", "LOSS_RTOL"]
 
 #: An epoch with the same validation accuracy improves only if its validation
 #: loss falls by more than this fraction of the best loss so far.
@@ -124,8 +126,9 @@ class Tuned:
     n_steps : int
         Optimizer steps taken.
     steps_per_epoch : int
-    history : list of Evaluation
-        Epoch 0 (the starting weights) first.
+    history : list of Evaluation or None
+        One per epoch, epoch 0 (the starting weights) first; None for an
+        epoch the run did not validate (see ``Stopping.validate_every``).
     diverged : bool
         The training loss (or the validation loss) became non-finite; the run
         stopped there.
@@ -136,6 +139,13 @@ class Tuned:
     from_pretrained : bool
         The run started from the pretrained weights (``start=None``), so that
         its epochs count from them (the refit retrains for that many).
+    key : str, tuple of str or None
+        What the run trained (the key passed to ``tune``).
+    at_cap : bool
+        The run ended at its ``max_epochs`` (or step budget) while still
+        improving: patience had not run out and its best epoch was among its
+        last ``patience`` epochs, so more epochs would likely find a better
+        model.
 
     Examples
     --------
@@ -155,6 +165,8 @@ class Tuned:
     diverged: bool = False
     improved: bool = False
     from_pretrained: bool = True
+    at_cap: bool = False
+    key: object = None
 
     @property
     def val_score(self):
@@ -179,7 +191,8 @@ class EpochRecord:
         Mean training loss over the epoch's minibatches; None at epoch 0.
     val_accuracy, val_loss : float or None
         Validation accuracy and loss after the epoch; None in a refit, which
-        has no validation data.
+        has no validation data, and after an epoch the run does not validate
+        (FlexTuner's ``validate_every``).
     n_steps : int
         Optimizer steps so far in this run.
     refit : bool
@@ -208,6 +221,54 @@ class EpochRecord:
     module: torch.nn.Module = field(repr=False)
 
 
+class Patience:
+    """The early-stopping rule, on a run's validation history (replayable on a recorded one).
+
+    It keeps the best epoch under the ranking rule (:meth:`Evaluation.improves_on`)
+    and says when to stop: after ``patience`` epochs without progress in either
+    signal, a new best under the ranking rule or a new minimum of the validation
+    loss (by more than LOSS_RTOL). A net that starts confidently wrong lowers
+    its loss for many epochs before its accuracy moves.
+
+    Parameters
+    ----------
+    patience : int or None
+        None: never stop.
+    start : Evaluation
+        Of the starting weights (epoch 0), which count as a candidate epoch.
+    rtol : float, default=LOSS_RTOL
+        A new minimum of the validation loss counts as progress when it is
+        lower than the lowest so far by more than this fraction.
+
+    Examples
+    --------
+    >>> from flexsk.strategies import Evaluation, Patience
+    >>> rule = Patience(2, Evaluation(0.5, 1.0))
+    >>> [rule.update(epoch, Evaluation(0.5, 1.0)) for epoch in (1, 2)]
+    [False, True]
+    >>> rule.best_epoch
+    0
+    """
+
+    def __init__(self, patience, start, rtol=LOSS_RTOL):
+        self.patience, self.rtol = patience, rtol
+        self.best, self.best_epoch, self.last_progress = start, 0, 0
+        self.lowest = start.loss if start is not None and start.finite else math.inf
+        self.better = False  # whether the last update found a new best epoch
+
+    def update(self, epoch, evaluation):
+        """Record a validated epoch; True when patience runs out."""
+        self.better = evaluation.improves_on(self.best)
+        lower = evaluation.loss < self.lowest - self.rtol * abs(self.lowest)
+        self.lowest = min(self.lowest, evaluation.loss)
+        if self.better:
+            self.best, self.best_epoch = evaluation, epoch
+        if self.better or lower:
+            self.last_progress = epoch
+            return False
+        return self.patience is not None and epoch - self.last_progress >= self.patience
+
+
 @dataclass
 class _Run:
     """The state of one training run, between its steps (set-up, epochs, finish)."""
@@ -227,42 +288,42 @@ class _Run:
     steps_per_epoch: int
     schedules: object = None
     history: list = field(default_factory=list)
-    best: object = None
-    best_epoch: int = 0
+    rule: object = None  # Patience, when the run validates
     best_state: object = None
-    lowest: float = math.inf
-    last_progress: int = 0
     epoch: int = 0
     n_steps: int = 0
     diverged: bool = False
+    at_cap: bool = False
     from_pretrained: bool = True
     reference: object = None  # what "improved" compares with, when not the start
+    training: bool = False  # whether the modules are in the run's training modes
+
+    @property
+    def budget(self):
+        """Optimizer steps the run may take at most."""
+        steps = self.stopping.max_epochs * self.steps_per_epoch
+        return steps if self.stopping.max_steps is None else min(steps, self.stopping.max_steps)
+
+    @property
+    def best(self):
+        return None if self.rule is None else self.rule.best
+
+    @property
+    def best_epoch(self):
+        return 0 if self.rule is None else self.rule.best_epoch
 
     def begin(self, evaluation, state):
-        self.best, self.best_state = evaluation, state
+        self.best_state = state
         self.history = [evaluation]
-        if evaluation is not None and evaluation.finite:
-            self.lowest = evaluation.loss
+        if evaluation is not None:
+            self.rule = Patience(self.stopping.patience, evaluation)
 
     def update(self, epoch, evaluation):
-        """Keep the best epoch under the ranking rule; True when patience runs out.
-
-        Progress in either signal keeps the run going: a new best under the
-        ranking rule, or a new minimum of the validation loss (by more than
-        LOSS_RTOL). A net that starts confidently wrong lowers its loss for
-        many epochs before its accuracy moves.
-        """
-        better = evaluation.improves_on(self.best)
-        lower = evaluation.loss < self.lowest - LOSS_RTOL * abs(self.lowest)
-        self.lowest = min(self.lowest, evaluation.loss)
-        if better:
-            self.best, self.best_epoch = evaluation, epoch
+        """Keep the best epoch under the ranking rule; True when patience runs out."""
+        stop = self.rule.update(epoch, evaluation)
+        if self.rule.better:
             self.best_state = self.selection.state(self.module)
-        if better or lower:
-            self.last_progress = epoch
-            return False
-        patience = self.stopping.patience
-        return patience is not None and epoch - self.last_progress >= patience
+        return stop
 
 
 class _Schedules:
@@ -273,8 +334,9 @@ class _Schedules:
     loop: ``on_grad_computed`` between backward and the optimizer step,
     ``on_batch_end`` after the step, ``on_epoch_end`` after validation. A
     ``ReduceLROnPlateau`` reads ``train_loss``, ``valid_loss`` or
-    ``valid_acc`` from the run's history; in a refit, which has no validation
-    data, one that monitors a validation score is not stepped.
+    ``valid_acc`` from the run's history; on an epoch without validation (a
+    refit's, or one that ``validate_every`` skips), one that monitors a
+    validation score is not stepped.
     """
 
     def __init__(self, callbacks, optimizer, params):
@@ -300,6 +362,7 @@ class _Schedules:
             self.net.history.new_batch()
         for callback in self.callbacks:
             callback.on_batch_end(self.net, training=True)
+        self._check_lr()
 
     def epoch_end(self, train_loss, evaluation):
         if not self.callbacks:
@@ -315,8 +378,19 @@ class _Schedules:
                           torch.optim.lr_scheduler.ReduceLROnPlateau) and (
                     callable(monitor) and evaluation is None
                     or isinstance(monitor, str) and monitor not in history[-1]):
-                continue  # a refit has no validation scores to read
+                continue  # an epoch without validation (a refit's, say) has none to read
             callback.on_epoch_end(self.net)
+        self._check_lr()
+
+    def _check_lr(self):
+        """A schedule that sets a non-finite learning rate is the schedule's fault, not a
+        divergence of training: say so."""
+        if not self.callbacks:
+            return
+        lrs = [group["lr"] for group in self.net.optimizer_.param_groups]
+        if not all(math.isfinite(lr) for lr in lrs):
+            raise ValueError(f"base_net's LRScheduler set a non-finite learning rate "
+                             f"({lrs[0]}): check its settings (gamma, factor, ...).")
 
 
 class _OptimizerView:
@@ -339,8 +413,9 @@ class FineTuning:
     data : TargetData
     optimization : Optimization
     base_seed : int
-    progress : callable or None
-        Called with a short description after each training run.
+    progress : Progress or None
+        Told when a run starts (its name and step budget), after each
+        optimizer step, and when it finishes (FlexTuner's progress bar).
     log : callable or None
         Called with one line per epoch (verbose >= 2).
     on_epoch : callable or None
@@ -359,6 +434,9 @@ class FineTuning:
     head_alone : callable or None
         ``head_alone()`` gives the weights a run that tunes the new head
         alone starts from (a linear probe's start); None: ``pretrained``.
+    config : dict or None
+        flexsk's settings (:func:`flexsk.get_config`) for this fit, read once
+        when it starts; None reads them now.
 
     Attributes
     ----------
@@ -371,8 +449,9 @@ class FineTuning:
 
     def __init__(self, pretrained, units, data, optimization, base_seed, *,
                  progress=None, log=None, on_epoch=None, cache="auto", cache_bytes=2 ** 30,
-                 n_jobs=None, head=None, head_alone=None):
+                 n_jobs=None, head=None, head_alone=None, config=None):
         self.pretrained = pretrained
+        self.config = get_config() if config is None else config
         self.head = head
         self.head_alone = head_alone
         self._alone_start = None
@@ -424,7 +503,8 @@ class FineTuning:
         return FineTuning(self.pretrained, self.units, data, self.optimization,
                           self.base_seed, progress=self.progress, log=self.log,
                           on_epoch=self.on_epoch, cache=self.cache.enabled,
-                          cache_bytes=self.cache.budget, n_jobs=self.n_jobs, head=self.head)
+                          cache_bytes=self.cache.budget, n_jobs=self.n_jobs, head=self.head,
+                          config=self.config)
 
     # -- candidates --------------------------------------------------------------------
 
@@ -538,7 +618,7 @@ class FineTuning:
                 if self._end_epoch(run, epoch, train_loss):
                     break
         tuned = self._finish(run, keep_best)
-        self._record(key, tuned)
+        self._record(key, tuned, run.budget)
         return tuned
 
     def _start(self, key, start, stopping):
@@ -554,6 +634,8 @@ class FineTuning:
                    train_forward=module, train=data.train, forward=module, val=data.val,
                    steps_per_epoch=max(1, math.ceil(len(data.train) / opt.batch_size)),
                    from_pretrained=start is None)
+        if self.progress is not None:
+            self.progress.start(key_name(key), run.budget, refit=data.val is None)
         run.schedules = _Schedules(opt.callbacks, optimizer, params)
         cut = self.cache.cut_for(selection)
         if cut is not None and start is not None and not self._same_prefix(start, cut):
@@ -577,7 +659,9 @@ class FineTuning:
     def _train_epoch(self, run):
         """One pass over the training data; the mean training loss (NaN if it diverged)."""
         opt, data = self.optimization, self.data
-        run.selection.train_mode(run.module)
+        if not run.training:  # a validation pass, or on_epoch, set eval mode
+            run.selection.train_mode(run.module)
+            run.training = True
         run.schedules.epoch_begin()
         loss_sum = torch.zeros((), device=data.device)
         n_batches = 0
@@ -593,28 +677,38 @@ class FineTuning:
             loss_sum += loss.detach().float()
             n_batches += 1
             run.n_steps += 1
+            if self.progress is not None:
+                self.progress.step()
             if run.stopping.max_steps is not None and run.n_steps >= run.stopping.max_steps:
                 break
         return float(loss_sum) / max(n_batches, 1)
 
     def _end_epoch(self, run, epoch, train_loss):
-        """Evaluation and stopping after an epoch; True when the run ends here."""
+        """Evaluation (on the run's schedule) and stopping after an epoch; True when the
+        run ends here."""
         run.epoch = epoch
         if not math.isfinite(train_loss):
             run.diverged = True
             return True
-        last_step = run.stopping.max_steps is not None and run.n_steps >= run.stopping.max_steps
-        evaluation = self.evaluate(run.forward, run.val) if run.val is not None else None
+        stopping = run.stopping
+        last = epoch >= stopping.max_epochs or (
+            stopping.max_steps is not None and run.n_steps >= stopping.max_steps)
+        validate = run.val is not None and (last or stopping.validates(epoch))
+        evaluation = self.evaluate(run.forward, run.val) if validate else None
+        run.training = not validate and self.on_epoch is None
         run.history.append(evaluation)
         self._observe(run, epoch, train_loss, evaluation)
         run.schedules.epoch_end(train_loss, evaluation)
         if evaluation is None:
-            return last_step
+            return last
         if not evaluation.finite:
             run.diverged = True
             return True
-        stop = run.update(epoch, evaluation)
-        return stop or last_step
+        if run.update(epoch, evaluation):
+            return True  # patience ran out
+        run.at_cap = last and stopping.patience is not None and (
+            epoch - run.best_epoch < stopping.patience)
+        return last
 
     def _finish(self, run, keep_best):
         """The weights a run keeps, as plain trainable parameters, and its record."""
@@ -634,7 +728,8 @@ class FineTuning:
             param.requires_grad_(True)
         module.eval()
         return Tuned(module, best, run.epoch, best_epoch, run.n_steps, run.steps_per_epoch,
-                     run.history, run.diverged, improved, run.from_pretrained)
+                     run.history, run.diverged, improved, run.from_pretrained, run.at_cap,
+                     run.key)
 
     def _observe(self, run, epoch, train_loss, evaluation):
         if self.log is not None and epoch > 0 and evaluation is not None:
@@ -648,10 +743,16 @@ class FineTuning:
                 val_loss=None if evaluation is None else evaluation.loss,
                 n_steps=run.n_steps, refit=self.data.val is None, module=run.module))
 
-    def _record(self, key, tuned):
+    def _record(self, key, tuned, budget=None):
+        """Keep the record of a finished run; the progress bar hands back its unused
+        budget (``budget``; None for a run trained in a worker, which reports here
+        when it is done)."""
         self.runs.append((key, tuned))
         if self.progress is not None:
-            self.progress(key_name(key))
+            if budget is None:
+                self.progress.start(key_name(key), tuned.n_steps, refit=False)
+                self.progress.step(tuned.n_steps)
+            self.progress.finish(tuned.n_steps)
 
     def _same_prefix(self, module, unit_name):
         """Whether ``module`` has the pretrained weights in every unit before ``unit_name``."""
@@ -677,6 +778,12 @@ class FineTuning:
         :func:`joblib.parallel_config`). Each run's seed derives from its key,
         so results do not depend on the order or on ``n_jobs``.
 
+        On a backend that limits its workers' threads (loky, the default),
+        workers times threads never exceed the cores: at most one worker per
+        core (and per run), each with ``cores // workers`` torch threads,
+        whatever ``OMP_NUM_THREADS`` the fitting process has. Other backends
+        (dask) leave threads to their workers' settings.
+
         Backends that run tasks at the same time in threads of this process
         (``"threading"``, a dask cluster with ``processes=False``) do not
         train there: torch's random generator is process-wide, so concurrent
@@ -684,20 +791,22 @@ class FineTuning:
         thread, one at a time, with a warning. Backends that run tasks in the
         calling thread (``"sequential"``, nested calls) train as they go.
         """
-        if effective_n_jobs(self.n_jobs) == 1:
+        n_jobs, threads = _workers(self.n_jobs, len(keys))
+        if n_jobs == 1:
             self.prefetch(keys)
             return {key: self.tune(key) for key in keys}
         caller = (os.getpid(), threading.get_ident())
-        runs = Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            delayed(_tune_task)(self, key, caller) for key in keys)
         tuned, deferred = {}, []
-        for key, candidate in zip(keys, runs):
-            if candidate is None:  # a concurrent thread of this process
-                deferred.append(key)
-            elif key not in tuned:
-                tuned[key] = candidate
-                if not any(run is candidate for _, run in self.runs):  # trained elsewhere
-                    self._record(key, candidate)
+        with threads:
+            runs = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_tune_task)(self, key, caller) for key in keys)
+            for key, candidate in zip(keys, runs):
+                if candidate is None:  # a concurrent thread of this process
+                    deferred.append(key)
+                elif key not in tuned:
+                    tuned[key] = candidate
+                    if not any(run is candidate for _, run in self.runs):  # trained elsewhere
+                        self._record(key, candidate)
         if deferred:
             warnings.warn(
                 "The joblib backend runs tasks in concurrent threads of this process, which "
@@ -708,6 +817,25 @@ class FineTuning:
             self.prefetch(deferred)
             tuned.update((key, self.tune(key)) for key in deferred)
         return {key: tuned[key] for key in keys}
+
+
+def _workers(n_jobs, n_tasks):
+    """Workers for ``n_tasks`` runs under ``n_jobs``, and the context they run in.
+
+    On a backend that can limit its workers' threads (loky), workers times
+    threads stay within the cores: at most one worker per core, each with
+    ``cores // workers`` threads, unless the caller chose the threads
+    (``parallel_config(inner_max_num_threads=...)``). Other backends keep
+    their own settings.
+    """
+    n = max(1, min(effective_n_jobs(n_jobs), n_tasks))
+    backend, _ = get_active_backend()
+    name = next((name for name, kind in BACKENDS.items() if type(backend) is kind), None)
+    if n == 1 or name is None or not backend.supports_inner_max_num_threads or (
+            backend.inner_max_num_threads is not None):
+        return n, contextlib.nullcontext()
+    n = min(n, cpu_count())
+    return n, parallel_config(backend=name, inner_max_num_threads=max(1, cpu_count() // n))
 
 
 def _tune_task(fine_tuning, key, caller):

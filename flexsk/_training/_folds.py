@@ -41,7 +41,9 @@ def _combined(runs):
         history=[],
         diverged=any(run.diverged for run in runs),
         improved=any(run.improved for run in runs),
-        from_pretrained=all(run.from_pretrained for run in runs))
+        from_pretrained=all(run.from_pretrained for run in runs),
+        at_cap=any(run.at_cap for run in runs),
+        key=runs[0].key)
 
 
 def make_folds(cv, labelled, class_labels):
@@ -79,6 +81,7 @@ class CrossValidation:
         self.pretrained = first.pretrained
         self.head = first.head
         self.optimization = first.optimization
+        self.config = first.config
         self.stopping = first.stopping
         self.data = first.data  # the classes; each fold holds its own samples
         self.runs = []

@@ -17,32 +17,32 @@ from ._data import gather, seed_for
 __all__ = ["proxy_evaluations", "relative_gradient_norms"]
 
 
-def proxy_evaluations(ft, donor):
+def proxy_evaluations(ctx, donor):
     """Validation accuracy and loss of every proxy net: pretrained, one unit from ``donor``.
 
     Algorithm 2, lines 3-6. All proxies share the pretrained prefix, so one
     pretrained pass gives every cuttable unit's input, and each proxy only
-    runs its suffix. With a new head (``ft.head``), every proxy also takes
+    runs its suffix. With a new head (``ctx.head``), every proxy also takes
     the donor's head: the pretrained net's is freshly initialized, and a
     proxy is then "the pretrained net with the donor's unit and head", the
     weights a candidate of that unit would train.
     """
-    inputs = ft.cache.val_inputs([unit.name for unit in ft.units])
-    workspace = copy.deepcopy(ft.pretrained)
-    if ft.head is not None:
-        _surgery.load_state(workspace, _surgery.donor_tensors(workspace, donor, ft.head))
+    inputs = ctx.cache.val_inputs([unit.name for unit in ctx.units])
+    workspace = copy.deepcopy(ctx.pretrained)
+    if ctx.head is not None:
+        _surgery.load_state(workspace, _surgery.donor_tensors(workspace, donor, ctx.head))
     evaluations = {}
-    for unit in ft.units:
+    for unit in ctx.units:
         with _surgery.unit_from(workspace, donor, unit):
             if unit.name in inputs:
-                evaluations[unit.name] = ft.evaluate(ft.cache.suffix(workspace, unit.name),
-                                                     inputs[unit.name])
+                evaluations[unit.name] = ctx.evaluate(ctx.cache.suffix(workspace, unit.name),
+                                                      inputs[unit.name])
             else:
-                evaluations[unit.name] = ft.evaluate(workspace)
+                evaluations[unit.name] = ctx.evaluate(workspace)
     return evaluations
 
 
-def relative_gradient_norms(ft, n_batches=4):
+def relative_gradient_norms(ctx, n_batches=4):
     """Relative gradient norm of every unit at the pretrained weights (Auto-RGN).
 
     For every parameter tensor ``p`` of a unit, ``||grad p|| / ||p||`` of
@@ -60,14 +60,14 @@ def relative_gradient_norms(ft, n_batches=4):
     dict
         Unit name -> score, in forward order.
     """
-    data, opt = ft.data, ft.optimization
-    module = copy.deepcopy(ft.pretrained).eval()
+    data, opt = ctx.data, ctx.optimization
+    module = copy.deepcopy(ctx.pretrained).eval()
     named = dict(module.named_parameters())
-    owned = {unit.name: [n for n in named if unit.owns(n)] for unit in ft.units}
+    owned = {unit.name: [n for n in named if unit.owns(n)] for unit in ctx.units}
     names = [n for unit_names in owned.values() for n in unit_names]
     tensors = [named[n].requires_grad_(True) for n in names]
     norms = {n: named[n].detach().norm().item() for n in names}
-    seed = seed_for(ft.base_seed, "rgn")
+    seed = seed_for(ctx.base_seed, "rgn")
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for X, y in data.train.train_batches(opt.batch_size, generator):
@@ -75,10 +75,10 @@ def relative_gradient_norms(ft, n_batches=4):
         if len(chosen) == n_batches:
             break
     ratios = dict.fromkeys(names, 0.0)
-    with torch.random.fork_rng(devices=ft.device_ids):
+    with torch.random.fork_rng(devices=ctx.device_ids):
         torch.manual_seed(seed)
         for X, y in chosen:
-            with ft.autocast(), forward_pass():
+            with ctx.autocast(), forward_pass():
                 loss = opt.get_loss(gather(module(X), data.classes, opt.probabilities), y)
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             for name, grad in zip(names, grads):

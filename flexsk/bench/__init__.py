@@ -46,7 +46,7 @@ from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # 
                       describe_config,
                       n_channels_of, plan_runs)
 from ._reports import write_reports
-from .._text import key_name
+from .._text import format_table, key_name
 from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
                        parse_row, run_key)
@@ -77,6 +77,7 @@ __all__ = [
     "run_bench",
     "read_results",
     "parse_row",
+    "format_table",
     "key_name",
     "best_key",
     "mean_accuracies",

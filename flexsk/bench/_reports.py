@@ -7,7 +7,7 @@ from sklearn.utils._param_validation import validate_params
 
 from .._files import atomic_write
 from ._config import BenchError, describe_config, read_config
-from ._results import CONFIG_JSON, RESULTS_CSV, read_results
+from ._results import CONFIG_JSON, RESULTS_CSV, describe_run, read_results, run_key
 from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
                       mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
                       scratch_markdown,
@@ -31,8 +31,10 @@ def write_reports(output, *, log=print):
     Files: ``table3.md`` (Table 3 style tables, the win-count summary and the
     mean accuracy per strategy), ``retrieval.md`` (Table 4 style),
     ``selection.md`` (flex's selection regret under the ranking rule and the
-    former one, the seed-to-seed agreement of picks, refit's gain; for
-    results that record refits), each written all at once. The figures
+    former one, the seed-to-seed agreement of picks, refit's gain), each
+    written all at once. Results made before the refit existed (no
+    ``refit_test_accuracy``) get no ``selection.md``: one there is removed,
+    since it would be stale, and a line logged says why. The figures
     (Figures 1 and 2 of the paper) are :func:`flexsk.plot.write_figures`'s;
     ``flexsk bench`` writes both.
 
@@ -42,7 +44,8 @@ def write_reports(output, *, log=print):
         The directory of ``results.csv`` (and ``config.json``); the tables
         are written next to it.
     log : callable or None, default=print
-        Called with the summary lines; None is silent.
+        Called with the summary lines, and a line for a report not written;
+        None is silent.
 
     Returns
     -------
@@ -103,7 +106,10 @@ def write_reports(output, *, log=print):
                  "(euclidean). 'pretrained': the target images embedded by the pretrained "
                  "net too. Bold: best tuned value of the row.\n\n" + retrieval_markdown(rows))
     written.append(_write_text(output / "retrieval.md", retrieval))
-    if all(r.get("refit_test_accuracy") not in (None, "") for r in rows):
+    no_refit = [r for r in rows if r.get("refit_test_accuracy") in (None, "")]
+    if no_refit:
+        log(_not_written(output / "selection.md", no_refit, len(rows), csv_path))
+    else:
         selection = (
             f"# Selection: regret, agreement, ranking rules, refit\n\n{header}"
             "## Selection regret of flex\n\nPer scenario, the test accuracy of the best of "
@@ -121,6 +127,18 @@ def write_reports(output, *, log=print):
     log(summary_line(rows))
     log(mean_accuracy_markdown(rows))
     return written
+
+
+def _not_written(path, no_refit, n_rows, csv_path):
+    """Remove ``path``, a report these results cannot have; the line that says so."""
+    try:
+        path.unlink()
+        stale = f"; the stale {path.name} there was removed"
+    except FileNotFoundError:
+        stale = ""
+    return (f"{path.name} not written: {len(no_refit)} of the {n_rows} rows of {csv_path} "
+            f"have no refit_test_accuracy (results made before the refit existed), e.g. "
+            f"{describe_run(run_key(no_refit[0]))}{stale}.")
 
 
 def _write_text(path, text):

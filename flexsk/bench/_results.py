@@ -1,8 +1,9 @@
 """The results directory: its files, the CSV's columns, and the CSV's reader and writer.
 
 ``results.csv`` holds one row per finished run, one row per line (JSON cells
-hold no newline). A row counts only when it is complete: every column present
-and parseable with its type (see :data:`COLUMNS`), and a newline after it.
+hold no newline). A row counts only when it is complete: a UTF-8 line, every
+column present and parseable with its type (see :data:`COLUMNS`), none that
+the reports read left empty, and a newline after it.
 """
 
 import contextlib
@@ -18,7 +19,7 @@ from sklearn.utils._param_validation import validate_params
 from .._files import atomic_write
 from .._ranking import ranked
 from .._text import key_name
-from ._config import BenchConfigError, BenchError
+from ._config import RETRIEVAL_STRATEGIES, BenchConfigError, BenchError
 
 __all__ = ["RESULTS_CSV", "CONFIG_JSON", "TIMING_JSON", "LOCK_FILE", "COLUMNS", "KEY_COLUMNS",
            "best_key", "parse_row", "run_key", "describe_run", "format_row", "read_results",
@@ -79,9 +80,14 @@ _COLUMN_TYPES = {
     "refit_seconds": (float, False),
 }
 #: What Table 3 and the selection reports read: a row with one of them empty is
-#: incomplete wherever it is read (the runner requires every column that may not be empty).
+#: incomplete wherever it is read (the runner requires every column that may not be
+#: empty). A file whose header lacks one (``refit_test_accuracy``: results made before
+#: the refit) is read without it.
 _METRICS = ("test_accuracy", "source_accuracy", "selected_unit", "validation_scores",
-            "candidate_test_scores")
+            "candidate_test_scores", "refit_test_accuracy")
+#: What the retrieval table reads: empty in the rows of other strategies, but a row
+#: of :data:`RETRIEVAL_STRATEGIES` with one of them empty is incomplete.
+_MAPS = ("map_at_10", "source_map_at_10")
 #: Columns of the results CSV, one row per (net, n_channels, shift, ratio, repeat, strategy).
 COLUMNS = list(_COLUMN_TYPES)
 KEY_COLUMNS = ("net", "n_channels", "shift", "ratio", "repeat", "strategy")
@@ -179,14 +185,44 @@ class _Damaged(ValueError):
 
 
 def _lines(text):
-    """Physical lines, each with its newline (the last one may lack it)."""
-    lines = text.split("\n")
+    """Physical lines of a str or bytes, each with its newline (the last one may lack it)."""
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    lines = text.split(newline)
     last = lines.pop()
-    return [line + "\n" for line in lines] + ([last] if last else [])
+    return [line + newline for line in lines] + ([last] if last else [])
+
+
+def _not_utf8(line):
+    """Why the bytes ``line`` are not text (where its first bad byte is); None if they are."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {exc.start + 1} of the line)"
+    return None
+
+
+def _decoded(line):
+    """A line of bytes as text; the bytes themselves when they are not UTF-8."""
+    return line if _not_utf8(line) else line.decode("utf-8")
+
+
+def _empty(column, row, *, strict):
+    """Why ``column``, empty in ``row``, makes it incomplete; None if it may be empty."""
+    if column in _MAPS:
+        strategy = row.get("strategy")
+        if strategy in RETRIEVAL_STRATEGIES:
+            return f"{column} is empty, and every {strategy} run has one"
+        return None
+    nullable = _COLUMN_TYPES.get(column, (str, True))[1]
+    if column in KEY_COLUMNS or column in _METRICS or (strict and not nullable):
+        return f"{column} is empty"
+    return None
 
 
 def _row(line, header, *, strict):
     """The typed row of one line; raises :class:`_Damaged` saying why it is not one."""
+    if isinstance(line, bytes):
+        raise _Damaged(_not_utf8(line))
     if not line.endswith("\n"):
         raise _Damaged("cut short: no newline at its end")
     try:
@@ -201,10 +237,11 @@ def _row(line, header, *, strict):
         raise _Damaged(f"{len(values)} of the {len(header)} columns")
     row = dict(zip(header, values))
     for column, value in row.items():
-        kind, nullable = _COLUMN_TYPES.get(column, (str, True))
+        kind = _COLUMN_TYPES.get(column, (str, True))[0]
         if value == "":
-            if column in KEY_COLUMNS or column in _METRICS or (strict and not nullable):
-                raise _Damaged(f"{column} is empty")
+            reason = _empty(column, row, strict=strict)
+            if reason:
+                raise _Damaged(reason)
             continue
         try:
             _parse_value(column, value)
@@ -215,23 +252,31 @@ def _row(line, header, *, strict):
 
 
 def _name(line, header):
-    """The run a damaged line was, if its key columns survived."""
+    """The run a damaged line was, if its key columns survived (as UTF-8, if bytes)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
     try:
         values = dict(zip(header, next(csv.reader([line]), [])))
-        return describe_run(run_key(values))
+        run = describe_run(run_key(values))
     except (KeyError, ValueError, csv.Error):
         return None
+    return None if "\ufffd" in run else run
 
 
-def _read_text(path):
-    """The whole file as text; a BenchError (one line) if it is not UTF-8."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as exc:
-        raise BenchError(f"{path} is not UTF-8 text (byte {exc.start}): it is not a flexsk "
-                         f"bench results file, or it is damaged. Pass --output NEWDIR to "
-                         f"start a new one.") from None
+def _read_lines(path):
+    """The file's lines (see :func:`_lines`), each decoded from UTF-8 on its own.
+
+    A line that is not UTF-8 stays bytes: a damaged line like any other. A
+    header line that is not is refused with a BenchError (one line): the file
+    is no results file.
+    """
+    with open(path, "rb") as f:
+        lines = [_decoded(line) for line in _lines(f.read())]
+    if lines and isinstance(lines[0], bytes):
+        raise BenchError(f"{path}, line 1 (the header) is {_not_utf8(lines[0])}: it is not a "
+                         f"flexsk bench results file, or it is damaged. Pass --output NEWDIR "
+                         f"to start a new one.")
+    return lines
 
 
 def _unique(rows_and_lines, path):
@@ -248,9 +293,8 @@ def _unique(rows_and_lines, path):
     return kept
 
 
-def _header(path, text):
-    first = _lines(text)[0] if text else ""
-    header = next(csv.reader([first]), []) if first else []
+def _header(path, lines):
+    header = next(csv.reader(lines[:1]), [])
     if not header:
         raise BenchError(f"{path} is empty: it has no header line.")
     missing = [c for c in KEY_COLUMNS if c not in header]
@@ -264,8 +308,9 @@ def _header(path, text):
 def read_results(path):
     """Read a results CSV written by :func:`run_bench`.
 
-    Lines that are not complete rows (a run killed mid-write, a damaged line)
-    are skipped with a warning.
+    Lines that are not complete rows (a run killed mid-write, a damaged line,
+    one that is not UTF-8, an empty cell that a report reads) are skipped
+    with a warning.
 
     Parameters
     ----------
@@ -282,7 +327,14 @@ def read_results(path):
     Warns
     -----
     RuntimeWarning
-        For each line skipped.
+        For each line skipped, naming its number, its run (if its key columns
+        survived) and what is wrong with it.
+
+    Raises
+    ------
+    BenchError
+        If the file has no header line, or one that is not UTF-8 or lacks a
+        key column: it is no results file.
 
     Examples
     --------
@@ -294,10 +346,10 @@ def read_results(path):
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_CSV
-    text = _read_text(path)
-    header = _header(path, text)
+    lines = _read_lines(path)
+    header = _header(path, lines)
     rows = []
-    for number, line in enumerate(_lines(text)[1:], start=2):
+    for number, line in enumerate(lines[1:], start=2):
         try:
             rows.append((number, _row(line, header, strict=False), line))
         except _Damaged as exc:
@@ -310,10 +362,11 @@ def read_results(path):
 def clean_results(path):
     """Check the runner's CSV and drop the lines that are not complete rows.
 
-    A complete row has every column of :data:`COLUMNS`, each parseable with
-    its type and empty only where the column allows it. The other lines are
-    dropped by rewriting the file all at once; the rows kept are kept byte
-    for byte.
+    A complete row is a UTF-8 line with every column of :data:`COLUMNS`,
+    each parseable with its type and empty only where the column allows it
+    (the mAP columns only outside :data:`RETRIEVAL_STRATEGIES`). The other
+    lines are dropped by rewriting the file all at once; the rows kept are
+    kept byte for byte.
 
     Returns
     -------
@@ -327,8 +380,10 @@ def clean_results(path):
     ------
     BenchConfigError
         If the header is not :data:`COLUMNS`.
+    BenchError
+        If the header is not UTF-8.
     """
-    lines = _lines(_read_text(path))
+    lines = _read_lines(path)
     header = next(csv.reader(lines[:1]), None)
     if header != COLUMNS:
         raise BenchConfigError(

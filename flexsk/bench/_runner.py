@@ -217,9 +217,10 @@ def run_bench(config, output, *, threads=1, progress=True, log=print):
 
     One process at a time writes a results directory: it holds an exclusive
     lock on it (``.flexsk-bench.lock``), and a second one is refused. Rows
-    that are not complete (a run killed mid-write, a damaged line) do not
-    count as finished: they are dropped from the CSV, with a warning, and
-    their runs are done again.
+    that are not complete (a run killed mid-write, a damaged line, one that
+    is not UTF-8, an empty cell the reports read) do not count as finished:
+    they are dropped from the CSV, with a warning, and their runs are done
+    again.
 
     Parameters
     ----------
@@ -246,9 +247,10 @@ def run_bench(config, output, *, threads=1, progress=True, log=print):
         If ``output`` holds results made with another configuration, or its
         ``config.json`` is damaged.
     BenchError
-        If another process is running the bench in ``output``, or its
-        ``timing.json`` is damaged (refused before any run: it only logs
-        wall times, so deleting it loses no result).
+        If another process is running the bench in ``output``, its
+        ``results.csv`` has a header line that is not UTF-8 (no results
+        file), or its ``timing.json`` is damaged (refused before any run: it
+        only logs wall times, so deleting it loses no result).
 
     Warns
     -----

@@ -25,7 +25,8 @@ Commands::
 
 ``--nets``, ``--shifts``, ``--ratios``, ``--strategies`` and ``--seeds`` narrow
 the grid (defaults: the four nets, blur, ratios 2 10 40, flex fast ft-all
-ft-fc, seeds 0 1 2; ``--strategies`` also takes ``halving``).
+ft-fc, seeds 0 1 2; ``--strategies`` also takes ``halving``, the recipes,
+and the variants their defaults were chosen among).
 """
 
 import argparse
@@ -44,7 +45,16 @@ NETS = ("conv4", "conv7", "plaincnn", "resbn")
 STRATEGIES = OrderedDict([("flex", dict(strategy="flex")), ("fast", dict(strategy="fast")),
                           ("ft-all", dict(strategy="ft-all")),
                           ("ft-fc", dict(strategy="ft-fc", n_fc_units=1)),
-                          ("halving", dict(strategy="halving"))])
+                          ("halving", dict(strategy="halving")),
+                          ("auto-rgn", dict(strategy="auto-rgn")),
+                          ("lp-ft", dict(strategy="lp-ft")),
+                          ("llrd", dict(strategy="llrd")),
+                          # variants the recipes' defaults were chosen among
+                          ("llrd-0.65", dict(strategy="llrd", layer_decay=0.65)),
+                          ("llrd-0.85", dict(strategy="llrd", layer_decay=0.85)),
+                          ("lp-ft-0.1", dict(strategy="lp-ft-0.1")),
+                          ("flex+recipes", dict(strategy="flex", candidates=(
+                              "units", "all", "lp-ft", "llrd", "auto-rgn")))])
 DEFAULT_STRATEGIES = ["flex", "fast", "ft-all", "ft-fc"]
 DEFAULT_CACHE = Path.home() / ".cache" / "flexsk-cost"
 
@@ -114,6 +124,27 @@ def own_net(name, cache):
     return net
 
 
+def lp_ft_slower(ctx):
+    """LP-FT whose second stage trains at a tenth of the learning rate."""
+    from flexsk.strategies import Outcome
+
+    head = ctx.units[-1].name
+    probe = ctx.tune(head)
+    tenth = dict.fromkeys((name for name, _ in ctx.pretrained.named_parameters()), 0.1)
+    return Outcome("lp-ft", {head: probe,
+                             "lp-ft": ctx.tune("all", start=probe, lr_scales=tenth,
+                                               name="lp-ft")})
+
+
+def _strategy(params):
+    """FlexTuner parameters, the benchmark's own strategies made records."""
+    if params["strategy"] == "lp-ft-0.1":
+        from flexsk.strategies import Strategy
+
+        return dict(params, strategy=Strategy("lp-ft-0.1", lp_ft_slower))
+    return params
+
+
 def scenarios(args):
     for net in args.nets:
         for shift in args.shifts:
@@ -156,7 +187,7 @@ def run(args):
                 if key in done:
                     continue
                 tuner = FlexTuner(net, keep_candidates=True, random_state=seed,
-                                  **STRATEGIES[label])
+                                  **_strategy(STRATEGIES[label]))
                 tuner.fit(X, y, X_val=X_val, y_val=y_val)
                 pick = tuner.score_candidates(X_test, y_test)[tuner.selected_unit_]
                 writer.writerow(dict(

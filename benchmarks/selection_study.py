@@ -31,14 +31,16 @@ Commands (each writes next to this file)::
     python benchmarks/selection_study.py analyze          # selection-study.md
     python benchmarks/selection_study.py check unseen     # selection-study-check-unseen.csv
     python benchmarks/selection_study.py check unseen --cv 5  # ...-check-unseen-cv5.csv
-    python benchmarks/selection_study.py check bench --strategies flex ft-all ft-fc-1
+    python benchmarks/selection_study.py check bench --strategies flex ft-all ft-fc-1 \
+        --shifts blur rotation noise invert  # selection-study-check-bench.csv
 
 ``record`` and ``check`` take ``--shifts`` (and ``check unseen`` takes
 ``--nets``) with ``--part NAME``, to run as several processes, each writing
 its own ``...-NAME.csv``; concatenate the parts afterwards. All runs use one
-torch thread. The committed ``long`` recording lacks the colorspace shift,
-and the committed ``check unseen`` ran as 16 such parts on a 16-core machine
-(torch 2.11).
+torch thread. The committed ``long`` recording lacks the colorspace shift;
+the committed ``check bench`` ran as two parts (blur and rotation; noise and
+invert) on a 2-core machine (torch 2.13), before ``check`` recorded both
+refits' seconds (its ``refit_seconds`` are those of the refit in epochs).
 """
 
 import argparse
@@ -617,7 +619,8 @@ def check_summary():
             continue
         strategies = [s for s, _ in CHECK_STRATEGIES if all(s in v for v in runs.values())]
         complete = {k: v for k, v in runs.items() if all(s in v for s in strategies)}
-        era = "" if which == "unseen" else ", measured with the 0.2 defaults"
+        era = (", the bench's blur, rotation, noise and invert shifts" if which == "bench"
+               else "")
         lines += [f"## Defaults end to end: {which} ({len(complete)} runs, "
                   f"`check {which}`{era})", "",
                   "Mean test accuracy of the selection run's pick, and of the pick refitted "

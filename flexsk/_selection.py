@@ -6,15 +6,17 @@ strategy's name.
 """
 
 import copy
+import math
 import time
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._exceptions import SelectionWarning
 from ._text import key_name
-from ._training import CrossValidation, Evaluation, FoldModules, Stopping
+from ._training import CrossValidation, Evaluation, FoldModules, Stopping, Tuned, rank
 
 __all__ = ["Selection", "select", "check_outcome", "check_budget", "refit_pick", "LOSS_GROWTH",
            "REFIT_TOLERANCE"]
@@ -60,7 +62,51 @@ class Selection:
             best_epochs_={k: t.best_epoch for k, t in tuned.items()},
             refit_epochs_=self.refit_epochs, refit_time_=self.refit_time,
             # with cv, a candidate's models are one per fold: the first fold's stands for it
-            candidates_={k: _first_fold(t.module) for k, t in kept.items()})
+            candidates_={k: _first_fold(t.module) for k, t in kept.items()},
+            selection_results_=selection_results(outcome))
+
+
+def selection_results(outcome):
+    """One row per candidate of the selection run, as a dict of equal-length arrays.
+
+    Columns: ``candidate`` (its key as text), ``units`` (what it trained),
+    ``n_trained_params``, ``score`` (validation accuracy; with ``cv``, the
+    mean over folds) and ``score_std`` (0 without ``cv``), ``loss``,
+    ``proxy_score`` and ``proxy_loss`` (NaN where there is none), ``n_epochs``,
+    ``best_epoch``, ``n_steps``, ``max_epochs_reached``, ``fit_seconds``,
+    ``rank`` (1: the best under the ranking rule) and ``picked``.
+    """
+    tuned, proxies = outcome.tuned, outcome.proxy_scores
+    order = rank({key: t.evaluation for key, t in tuned.items()})
+    position = {key: i + 1 for i, key in enumerate(order)}
+
+    def proxy(key, what):
+        value = proxies.get(key)
+        if isinstance(value, Evaluation):
+            return getattr(value, what)
+        return float(value) if value is not None and what == "accuracy" else math.nan
+
+    columns = {
+        "candidate": [key_name(key) for key in tuned],
+        "units": [key_name(t.training.what if t.training is not None else key)
+                  for key, t in tuned.items()],
+        "n_trained_params": [t.n_trained for t in tuned.values()],
+        "score": [t.evaluation.accuracy for t in tuned.values()],
+        "score_std": [float(np.std([e.accuracy for e in t.folds])) if t.folds else 0.0
+                      for t in tuned.values()],
+        "loss": [t.evaluation.loss for t in tuned.values()],
+        "proxy_score": [proxy(key, "accuracy") for key in tuned],
+        "proxy_loss": [proxy(key, "loss") for key in tuned],
+        "n_epochs": [t.n_epochs for t in tuned.values()],
+        "best_epoch": [t.best_epoch for t in tuned.values()],
+        "n_steps": [t.n_steps for t in tuned.values()],
+        "max_epochs_reached": [t.at_cap for t in tuned.values()],
+        "fit_seconds": [t.seconds for t in tuned.values()],
+        "rank": [position[key] for key in tuned],
+        "picked": [key == outcome.selected for key in tuned],
+    }
+    return {name: np.asarray(values, dtype=object if name in ("candidate", "units") else None)
+            for name, values in columns.items()}
 
 
 def select(ctx, strategy, options, *, refit=True):
@@ -199,33 +245,29 @@ def _nothing_improved(ctx, outcome, start, lr):
 def refit_pick(ctx, outcome):
     """Retrain the pick from the pretrained weights on training and validation data.
 
-    The run lasts as long as the selection run took to reach its best epoch,
-    counted in epochs (full passes over the larger data) or, with the setting
-    ``refit_length="steps"`` (:func:`flexsk.config_context`), in optimizer
-    steps; a pick that peaked at epoch 0
-    stays the pretrained net. A refit that scores below the selection run's
-    model on the data it trained on (by more than REFIT_TOLERANCE) failed:
-    the selection run's model is
-    returned instead, with a warning. Returns the module and the epochs
-    trained (None when the selection run's model is returned).
+    The pick trains again as its selection run trained (what, learning-rate
+    factors; a run that continued another is retrained after it), for as long
+    as its selection run took to reach its best epoch, counted in epochs (full
+    passes over the larger data) or, with the setting ``refit_length="steps"``
+    (:func:`flexsk.config_context`), in optimizer steps; a pick that peaked
+    at epoch 0 stays its start. A refit that scores below the selection run's
+    model on the data it trained on (by more than REFIT_TOLERANCE) failed: the
+    selection run's model is returned instead, with a warning. Returns the
+    module and the epochs trained (None when the selection run's model is
+    returned).
     """
     chosen = outcome.model
-    if not chosen.from_pretrained:
+    if not _retrainable(chosen):
         _warn(f"The pick {key_name(outcome.selected)!r} continued from weights other than the "
               f"pretrained ones (start=); the refit retrains it from the pretrained weights "
               f"for the epochs its own run kept. Pass refit=False to keep the selection "
-              f"run's model.")
+              f"run's model, or start it from the Tuned it continues (start=tuned).")
     all_data = ctx.on_all_data()
+    if chosen.best_epoch == 0 and not chosen.from_pretrained and chosen.training is None:
+        return copy.deepcopy(_first_fold(chosen.module)), 0  # its start weights
+    run = _retrain(all_data, ctx.config["refit_length"], chosen, outcome.selected)
     if chosen.best_epoch == 0:
-        if not chosen.from_pretrained:  # its start weights, not the pretrained net
-            return copy.deepcopy(_first_fold(chosen.module)), 0
-        return copy.deepcopy(all_data.start_for(outcome.selected)).eval(), 0
-    if ctx.config["refit_length"] == "steps":
-        steps = chosen.best_epoch * chosen.steps_per_epoch
-        stopping = Stopping(max_epochs=steps, max_steps=steps)
-    else:
-        stopping = Stopping(max_epochs=chosen.best_epoch)
-    run = all_data.tune(outcome.selected, stopping=stopping, keep_best=False)
+        return run.module, 0
     pick = _first_fold(chosen.module)
     if run.diverged:
         _warn(f"Refitting {key_name(outcome.selected)!r} on the training and validation data "
@@ -243,3 +285,33 @@ def refit_pick(ctx, outcome):
               f"returns the selection run's model.")
         return pick, None
     return run.module, run.n_epochs
+
+
+def _retrainable(tuned):
+    """Whether a refit can train ``tuned`` again as it trained: from the pretrained
+    weights, or after the run it continued."""
+    if tuned.from_pretrained:
+        return True
+    start = tuned.training.start if tuned.training is not None else None
+    return start is not None and _retrainable(start)
+
+
+def _retrain(all_data, length, tuned, key):
+    """``tuned`` trained again on ``all_data`` (its start first) for its selection run's
+    peak, counted in epochs or in optimizer steps (``length``); a :class:`Tuned`."""
+    plan = tuned.training
+    start = None
+    if plan is not None and plan.start is not None:
+        start = _retrain(all_data, length, plan.start, plan.start.key)
+    what = key if plan is None else plan.what
+    if tuned.best_epoch == 0:
+        module = (start.module if start is not None
+                  else copy.deepcopy(all_data.start_for(what)).eval())
+        return Tuned(module, None, 0, 0, key=key, training=plan)
+    if length == "steps":
+        steps = tuned.best_epoch * tuned.steps_per_epoch
+        stopping = Stopping(max_epochs=steps, max_steps=steps)
+    else:
+        stopping = Stopping(max_epochs=tuned.best_epoch)
+    return all_data.tune(what, start=start, stopping=stopping, keep_best=False,
+                         lr_scales=None if plan is None else plan.lr_scales, name=key)

@@ -32,7 +32,7 @@ from ._network import (device_of, expected_input, loss_of, net_like, outputs_pro
 from ._locks import forward_pass
 from ._pickling import SlimModule, reference_tensors
 from ._selection import select
-from ._strategies import DEFAULTS, OPTIONS, STRATEGIES, Strategy
+from ._strategies import DEFAULTS, OPTIONS, RENAMED, STRATEGIES, Strategy
 from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
                         gather, make_folds, samples_of, seed_for)
 from ._units import UNITS_CONSTRAINT, resolve_units
@@ -81,8 +81,12 @@ class FlexTuner(ClassifierMixin, TransformerMixin, BaseEstimator):
         modules and parameters. See :ref:`units`.
     strategy : {STRATEGY_NAMES}, Strategy or callable, default="fast"
         How the unit is chosen: the paper's Algorithms 1-3 (``"flex"``,
-        ``"fast"``, ``"faster"``), two strategies beyond the paper
-        (``"rgn"``, ``"halving"``) or a baseline. See :ref:`strategies`.
+        ``"fast"``, ``"faster"``), two selectors beyond the paper
+        (``"rgn-unit"``, ``"halving"``), a baseline of the paper's
+        (``"ft-all"``, ``"ft-fc"``, ``"ft-ss"``), or a recipe practitioners
+        use (``"auto-rgn"``, ``"lp-ft"``, ``"llrd"``; see :ref:`recipes`).
+        ``"rgn"``, the former name of ``"rgn-unit"``, is deprecated. See
+        :ref:`strategies`.
         Your own: a schedule ``schedule(ctx) -> Outcome``, or a
         :class:`flexsk.strategies.Strategy` that wraps one; see
         :ref:`custom_strategies`.
@@ -185,11 +189,13 @@ STRATEGY_OPTIONS
         Unit names in forward order, pixel adapters first.
     selected_unit_ : str or tuple of str
         The selected candidate: a unit name, a tuple of unit names,
-        ``"all"`` (ft-all) or ``"ss"`` (ft-ss).
+        ``"all"`` (ft-all), ``"ss"`` (ft-ss) or a recipe's name
+        (``"auto-rgn"``, ``"lp-ft"``, ``"llrd"``).
     proxy_scores_ : dict
         Unit name -> selection score, in forward order: the validation
         accuracy of each proxy net (fast, faster) or candidate (flex,
-        halving), or the relative gradient norm (rgn). Empty for baselines.
+        halving), or the relative gradient norm (rgn-unit). Empty for
+        baselines and recipes.
     proxy_losses_ : dict
         The validation losses beside ``proxy_scores_``, where they are
         accuracies.
@@ -277,7 +283,8 @@ STRATEGY_OPTIONS
     _parameter_constraints = {
         "base_net": [NeuralNetClassifier],
         "units": UNITS_CONSTRAINT,
-        "strategy": [StrOptions(set(STRATEGIES)), Strategy, callable],
+        "strategy": [StrOptions(set(STRATEGIES) | set(RENAMED), deprecated=set(RENAMED)),
+                     Strategy, callable],
         **{name: list(option.constraints) for name, option in OPTIONS.items()},
         "head": [str],
         "pixel_adapter": [StrOptions(set(adapters.ADAPTERS) | {"auto"}), None],
@@ -303,9 +310,10 @@ STRATEGY_OPTIONS
 
     def __init__(self, base_net, *, units="auto", strategy="fast", head="auto",
                  # the built-in strategies' options (flexsk/_strategies: OPTIONS)
-                 n_fc_units=DEFAULTS.n_fc_units, max_units=DEFAULTS.max_units,
+                 candidates=DEFAULTS.candidates, max_units=DEFAULTS.max_units,
                  pair_margin=DEFAULTS.pair_margin, halving_factor=DEFAULTS.halving_factor,
                  halving_min_epochs=DEFAULTS.halving_min_epochs,
+                 n_fc_units=DEFAULTS.n_fc_units, layer_decay=DEFAULTS.layer_decay,
                  pixel_adapter=None,
                  validation_fraction=0.2, max_epochs="auto", patience="auto",
                  validate_every="auto", refit=True, cv=None,
@@ -318,7 +326,9 @@ STRATEGY_OPTIONS
         self.units = units
         self.strategy = strategy
         self.head = head
+        self.candidates = candidates
         self.n_fc_units = n_fc_units
+        self.layer_decay = layer_decay
         self.max_units = max_units
         self.pair_margin = pair_margin
         self.halving_factor = halving_factor
@@ -695,6 +705,14 @@ STRATEGY_OPTIONS
     def _strategy_record(self):
         """The :class:`~flexsk.strategies.Strategy` that ``strategy`` names or gives."""
         if isinstance(self.strategy, str):
+            if self.strategy in RENAMED:
+                name, removed = RENAMED[self.strategy]
+                warnings.warn(f"strategy={self.strategy!r} is now {name!r}, and the former name "
+                              f"will be removed in {removed}. (The recipe 'auto-rgn' is "
+                              f"Auto-RGN as published: every tensor trains, at a learning rate "
+                              f"scaled by its relative gradient norm.)", FutureWarning,
+                              stacklevel=6)
+                return STRATEGIES[name]
             return STRATEGIES[self.strategy]
         if isinstance(self.strategy, Strategy):
             return self.strategy

@@ -17,8 +17,8 @@ from . import _forward
 __all__ = ["Unit", "RESERVED_NAMES", "UNIT_RULES", "UNITS_CONSTRAINT", "resolve_units",
            "forward_order", "valid_names"]
 
-#: Keys of the results that are not units: ft-all and scale-and-shift.
-RESERVED_NAMES = ("all", "ss")
+#: Keys of the results that are not units: ft-all, scale-and-shift and the recipes.
+RESERVED_NAMES = ("all", "ss", "auto-rgn", "lp-ft", "llrd")
 
 #: Containers whose children are the blocks of ``units="blocks"``.
 BLOCK_CONTAINERS = (nn.ModuleList, nn.Sequential)

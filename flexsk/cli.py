@@ -65,6 +65,9 @@ def _configure_demo(parser):
     parser.add_argument("--threads", type=int_at_least(1), default=1,
                         help="torch threads (default: 1, the fastest for these small nets and "
                         "robust on a busy machine)")
+    parser.add_argument("--jobs", type=int_at_least(1), default=None,
+                        help="strategies fitted at once, each in a process of its own (default: "
+                        "one per --threads cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=demo)
 
@@ -73,7 +76,8 @@ def demo(args):
     """``flexsk demo``: every strategy on one shifted target."""
     run_demo(arch=args.arch, shift=args.shift, n_per_class=args.n_per_class,
              image_size=args.image_size, max_epochs=args.max_epochs, patience=args.patience,
-             random_state=args.random_state, threads=args.threads, progress=not args.quiet)
+             random_state=args.random_state, threads=args.threads, jobs=args.jobs,
+             progress=not args.quiet)
     return 0
 
 

@@ -87,12 +87,17 @@ class TrainingContext(Protocol):
     optimization: object
     config: dict
 
-    def tune(self, key, *, start=None, stopping=None, keep_best=True) -> Tuned:
+    def tune(self, key, *, start=None, stopping=None, keep_best=True, lr_scales=None,
+             name=None) -> Tuned:
         """Fine-tune a unit (its name), a tuple of unit names, ``"all"`` or ``"ss"``
         (scale-and-shift), with the new head if there is one, from ``start`` (the
-        pretrained weights by default), until validation stops making progress;
-        keep the best epoch (or, with ``keep_best=False``, the last). The run's
-        seed derives from ``key``."""
+        pretrained weights by default; a :class:`Tuned` continues that run, and a
+        refit trains it first), until validation stops making progress; keep the
+        best epoch (or, with ``keep_best=False``, the last). ``lr_scales``
+        multiplies the learning rate per parameter name (a dict), or is asked
+        before every epoch (``lr_scales(ctx, module, epoch) -> dict``, a fresh
+        optimizer each time). ``name`` names the run (``key`` by default): its
+        seed derives from it, and a refit trains it again the same way."""
 
     def tune_many(self, keys) -> dict:
         """:meth:`tune` each key from the pretrained weights, in parallel with ``n_jobs``:

@@ -182,10 +182,11 @@ def test_make_config_grid():
     assert full["nets"] == ["conv4", "conv7"] and len(full["shifts"]) == 10
     assert full["ratios"] == [2, 10, 40]
     assert full["repeats"] == {"2": 5, "10": 1, "40": 1}
-    assert len(full["strategies"]) == 8 and full["strategies"][-1] == "scratch"
-    assert len(bench.plan_runs(full)) == 20 * 7 * 8
+    assert len(full["strategies"]) == 11 and full["strategies"][-1] == "scratch"
+    assert len(bench.plan_runs(full)) == 20 * 7 * 11
     quick = make_config(quick=True)
     assert quick["nets"] == ["conv4"] and quick["ratios"] == [2, 10]
+    assert len(bench.plan_runs(quick)) == 72  # the paper's strategies: no recipes
     assert make_config(repeats={2: 3}, other_repeats=2)["repeats"] == {"2": 3, "10": 2,
                                                                        "40": 2}
     runs = bench.plan_runs(make_config(shifts=["mnistm", "blur"], nets=["conv4"]))

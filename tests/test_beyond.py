@@ -25,7 +25,7 @@ from flexsk._units import Unit, resolve_units
 from flexsk.zoo import load_source_net
 
 FAST = dict(max_epochs=4, patience=2, random_state=0, refit=False)  # the selection run
-SINGLE_UNIT = ["flex", "fast", "faster", "rgn", "halving"]
+SINGLE_UNIT = ["flex", "fast", "faster", "rgn-unit", "halving"]
 ADAPTER_UNITS = ["adapter_color", "adapter_spatial", "adapter_unet"]
 
 
@@ -166,7 +166,7 @@ def test_halving_factor(factor, n_units, sizes):
 def test_rgn_schedule_tunes_the_highest_ratio_from_pretrained():
     ft = Scripted(lambda key, epochs: 0.5,
                   rgn={"conv1": 0.2, "conv2": 0.7, "fc1": 0.7, "fc2": 0.1})
-    outcome = STRATEGIES["rgn"](ft)
+    outcome = STRATEGIES["rgn-unit"](ft)
     assert [c["key"] for c in ft.calls] == ["rgn", "conv2"]  # earliest of the tie
     assert ft.calls[1]["start"] is None and ft.calls[1]["max_epochs"] is None
     assert outcome.selected == "conv2" and set(outcome.tuned) == {"conv2"}
@@ -241,7 +241,7 @@ def test_max_units_with_a_baseline_raises(conv4, target, strategy):
 
 
 def test_two_units_end_to_end(conv4, target):
-    tuner = fit(conv4, target, strategy="rgn", max_units=2, pair_margin=0.0,
+    tuner = fit(conv4, target, strategy="rgn-unit", max_units=2, pair_margin=0.0,
                 keep_candidates=True)
     first = next(k for k in tuner.validation_scores_ if isinstance(k, str))
     pairs = [k for k in tuner.validation_scores_ if isinstance(k, tuple)]
@@ -318,7 +318,7 @@ def test_rgn_follows_a_function_preserving_rescaling():
     assert scaled["b"] == pytest.approx(base["b"] * 100, rel=1e-3)
     for scale, top in [(0.1, "a"), (10.0, "b")]:
         ft = _fine_tuning(_two_linear(scale), X, y, 16, 2)
-        outcome = STRATEGIES["rgn"](ft)
+        outcome = STRATEGIES["rgn-unit"](ft)
         assert outcome.selected == top
         changed = differing_keys(ft.pretrained, outcome.model.module)
         assert changed == {f"{top}.weight"}
@@ -368,7 +368,7 @@ def test_rgn_runs_the_net_in_eval_mode():
 
 def test_rgn_end_to_end_changes_only_the_tuned_unit(conv7, target):
     before = state_hash(conv7.module_)
-    tuner = fit(conv7, target, strategy="rgn")
+    tuner = fit(conv7, target, strategy="rgn-unit")
     assert list(tuner.proxy_scores_) == tuner.units_
     assert all(score > 0 for score in tuner.proxy_scores_.values())
     assert tuner.selected_unit_ == max(tuner.proxy_scores_, key=tuner.proxy_scores_.get)
@@ -393,7 +393,7 @@ def test_halving_end_to_end(conv4, target):
 
 @pytest.mark.parametrize("params", [
     dict(max_units=0), dict(pair_margin=-0.1), dict(pair_margin=2.0), dict(halving_factor=1),
-    dict(halving_min_epochs=0), dict(pixel_adapter="pix2pix"), dict(strategy="auto-rgn"),
+    dict(halving_min_epochs=0), dict(pixel_adapter="pix2pix"), dict(strategy="autorgn"),
 ])
 def test_bad_new_parameters(conv4, target, params):
     with pytest.raises(InvalidParameterError):

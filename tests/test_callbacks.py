@@ -130,8 +130,26 @@ def test_on_epoch_sees_every_run_and_epoch(conv4, target):
         last = [r for r in selection if r.candidate == key][tuner.best_epochs_[key]]
         assert last.val_accuracy == tuner.validation_scores_[key]
     refit = [r for r in records if r.refit]
-    assert [r.epoch for r in refit] == list(range(tuner.refit_epochs_ + 1))
+    # the refit trains for the pick's peak (and is returned unless it fails its check)
+    assert [r.epoch for r in refit] == list(range(tuner.best_epochs_[tuner.selected_unit_] + 1))
+    assert tuner.refit_epochs_ in (None, len(refit) - 1)
     assert all(r.candidate == tuner.selected_unit_ and r.val_accuracy is None for r in refit)
+
+
+def test_on_epoch_records_the_learning_rate_of_every_group(conv4, target):
+    net = _net(conv4.module_, [("step", LRScheduler("StepLR", step_size=1, gamma=0.5))], 32)
+    records = []
+    FlexTuner(net, strategy="ft-fc", max_epochs=3, patience=None, random_state=0,
+              refit=False, on_epoch=records.append).fit(
+        target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+    # each epoch's own rate: the schedule steps after the epoch
+    assert [r.lr for r in records] == [(1e-2,), (1e-2,), (5e-3,), (2.5e-3,)]
+    records.clear()
+    FlexTuner(conv4, strategy="llrd", layer_decay=0.5, max_epochs=1, random_state=0,
+              refit=False, on_epoch=records.append).fit(
+        target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+    # lr 1e-3 (the zoo net's), halved for each unit below the last: one group per unit
+    assert sorted(records[0].lr) == [1e-3 * 0.5 ** d for d in (3, 2, 1, 0)]
 
 
 def test_a_plateau_schedule_on_a_validation_score_skips_the_refit(conv4, target):

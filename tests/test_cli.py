@@ -34,7 +34,7 @@ def test_demo_defaults_parse():
     args = build_parser().parse_args(["demo"])
     # max_epochs and patience: None, the estimator's defaults
     assert (args.n_per_class, args.image_size, args.max_epochs, args.patience,
-            args.threads) == (2, 16, None, None, 1)
+            args.threads, args.jobs) == (2, 16, None, None, 1, None)
 
 
 def test_int_at_least_accepts_valid_values():
@@ -62,7 +62,8 @@ def test_demo_passes_only_the_settings_it_is_given(monkeypatch, cache_dir, capsy
         return flexsk.FlexTuner(net, **dict(params, max_epochs=1))
 
     monkeypatch.setattr(_demo, "FlexTuner", spy)
-    demo = ["demo", "--arch", "conv4", "--image-size", str(IMAGE_SIZE), "--quiet"]
+    # one job: the strategies fit in this process, where the spy is
+    demo = ["demo", "--arch", "conv4", "--image-size", str(IMAGE_SIZE), "--quiet", "--jobs", "1"]
     assert main(demo) == 0
     assert len(given) == 7
     assert all("max_epochs" not in p and "patience" not in p for p in given)

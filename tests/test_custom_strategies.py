@@ -73,8 +73,8 @@ def test_grid_search_over_built_in_and_own_strategies(conv4, target):
 
 
 def test_the_built_ins_are_strategies_of_the_same_interface():
-    assert set(BUILTIN) == {"flex", "fast", "faster", "rgn", "halving", "ft-all", "ft-fc",
-                            "ft-ss"}
+    assert set(BUILTIN) == {"flex", "fast", "faster", "rgn-unit", "halving", "ft-all", "ft-fc",
+                            "ft-ss", "auto-rgn", "lp-ft", "llrd"}
     assert all(isinstance(s, Strategy) and s.name == name for name, s in BUILTIN.items())
 
 

@@ -157,12 +157,13 @@ def test_ft_ss_trains_the_ss_key():
 
 @pytest.mark.parametrize("name, runs, runs_with_pairs", [
     # 4 units; max_units=2 adds one pair per other unit (3) to single-unit strategies
-    ("flex", 5, 8), ("fast", 2, 5), ("faster", 2, 5), ("rgn", 1, 4),
+    ("flex", 5, 8), ("fast", 2, 5), ("faster", 2, 5), ("rgn-unit", 1, 4),
     ("halving", 8, 11),  # rungs of 5 and 2 candidates, then the survivor's run
-    ("ft-all", 1, 1), ("ft-fc", 1, 1), ("ft-ss", 1, 1)])
+    ("ft-all", 1, 1), ("ft-fc", 1, 1), ("ft-ss", 1, 1), ("auto-rgn", 1, 1), ("lp-ft", 2, 2),
+    ("llrd", 1, 1)])
 def test_every_strategy_is_one_record(name, runs, runs_with_pairs):
     record = STRATEGIES[name]
     assert record.name == name
     assert record.total_runs(4) == runs
     assert record.total_runs(4, max_units=2) == runs_with_pairs
-    assert record.single_unit == (name in ("flex", "fast", "faster", "rgn", "halving"))
+    assert record.single_unit == (name in ("flex", "fast", "faster", "rgn-unit", "halving"))

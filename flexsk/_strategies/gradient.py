@@ -1,15 +1,21 @@
-"""Zero-training selection: relative gradient norms (Auto-RGN, surgical fine-tuning)."""
+"""Zero-training selection: rank units by relative gradient norm, tune the top one.
+
+Faithful Auto-RGN, which trains every tensor at a learning rate scaled by its
+relative gradient norm, is the recipe ``"auto-rgn"`` (:mod:`.recipes`).
+"""
 
 from ._outcome import Outcome, best_of
 
-__all__ = ["rgn", "n_runs"]
+__all__ = ["rgn_unit", "n_runs"]
 
 
-def rgn(ctx):
+def rgn_unit(ctx):
     """Rank units by relative gradient norm at the pretrained weights; tune the top one.
 
-    Lee et al. (ICLR 2023) show that gradient statistics at the pretrained
-    weights rank layers without any training. Each unit's score is the mean
+    A selector built on the statistic of Auto-RGN (Lee et al., ICLR 2023),
+    which scales every tensor's learning rate by it instead (``"auto-rgn"``):
+    gradient statistics at the pretrained weights rank layers without any
+    training. Each unit's score is the mean
     over its parameter tensors of ``||grad|| / ||weights||`` on a few
     minibatches of target training data (the context's
     ``relative_gradient_norms``);

@@ -83,7 +83,7 @@ def _train_on(ctx, key, previous, stopping):
                  previous.n_steps + run.n_steps, run.steps_per_epoch,
                  previous.history + history, previous.diverged or run.diverged,
                  previous.improved or run.improved, previous.from_pretrained, run.at_cap,
-                 run.key)
+                 run.key, previous.training, run.n_trained, previous.seconds + run.seconds)
 
 
 def n_runs(n_units, *, halving_factor=HALVING_FACTOR.default,

@@ -12,12 +12,14 @@ from ._data import (AUTO_MAX_EPOCHS, AUTO_MAX_STEPS, AUTO_PATIENCE_EPOCHS, AUTO_
                     AUTO_VALIDATION_RATIO, DatasetSamples, Optimization, Samples,
                     SkorchClassifierLoss, Stopping, TargetData, batches, gather, run_in_batches,
                     samples_of, seed_for)
-from ._fine_tuning import LOSS_RTOL, EpochRecord, Evaluation, FineTuning, Patience, Tuned, rank
+from ._fine_tuning import (LOSS_RTOL, EpochRecord, Evaluation, FineTuning, Patience, Training,
+                           Tuned, rank)
 from ._folds import CrossValidation, FoldModules, make_folds, mean_evaluation
 
 __all__ = ["AUTO_MAX_EPOCHS", "AUTO_MAX_STEPS", "AUTO_PATIENCE_EPOCHS", "AUTO_PATIENCE_STEPS",
            "AUTO_VALIDATION_RATIO", "ActivationCache", "CrossValidation", "DatasetSamples",
            "EpochRecord", "Evaluation", "FineTuning", "FoldModules", "LOSS_RTOL", "Optimization",
-           "Patience", "Samples", "SkorchClassifierLoss", "Stopping", "TargetData", "Tuned",
+           "Patience", "Samples", "SkorchClassifierLoss", "Stopping", "TargetData", "Training",
+           "Tuned",
            "batches", "gather", "mean_evaluation", "make_folds", "rank", "run_in_batches",
            "samples_of", "seed_for"]

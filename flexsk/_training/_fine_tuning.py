@@ -21,12 +21,14 @@ import copy
 import math
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
 import torch
 from joblib import Parallel, cpu_count, delayed, effective_n_jobs, parallel_config
 from joblib.parallel import BACKENDS, get_active_backend
+from skorch.callbacks import LRScheduler
 
 from .. import _surgery
 from .._config import get_config
@@ -37,7 +39,8 @@ from . import _scores
 from ._cache import ActivationCache
 from ._data import TargetData, gather, seed_for
 
-__all__ = ["Evaluation", "EpochRecord", "Tuned", "FineTuning", "Patience", "rank", "LOSS_RTOL"]
+__all__ = ["Evaluation", "EpochRecord", "Training", "Tuned", "FineTuning", "Patience", "rank",
+           "LOSS_RTOL"]
 
 #: An epoch with the same validation accuracy improves only if its validation
 #: loss falls by more than this fraction of the best loss so far.
@@ -106,6 +109,28 @@ def rank(evaluations):
                   {key: e.loss for key, e in evaluations.items()})
 
 
+@dataclass(frozen=True)
+class Training:
+    """How a run trained, so that a refit can train it again on more data.
+
+    Parameters
+    ----------
+    what : str or tuple of str
+        What trained: a unit name, a tuple of unit names, ``"all"`` or ``"ss"``.
+    lr_scales : dict, callable or None
+        Learning-rate factors per parameter name (the others 1), or a callable
+        ``lr_scales(ctx, module, epoch) -> dict`` asked before every epoch;
+        None: none.
+    start : Tuned or None
+        The run it continued from (``tune(start=tuned)``); None: the pretrained
+        weights, or weights given as a module.
+    """
+
+    what: object
+    lr_scales: object = None
+    start: object = None
+
+
 @dataclass
 class Tuned:
     """A trained candidate: its module and what its run saw on validation.
@@ -140,7 +165,17 @@ class Tuned:
         The run started from the pretrained weights (``start=None``), so that
         its epochs count from them (the refit retrains for that many).
     key : str, tuple of str or None
-        What the run trained (the key passed to ``tune``).
+        The run's name: the key passed to ``tune`` (its ``name``, when given).
+    training : Training or None
+        How it trained (what, learning-rate factors, the run it continued
+        from), for a refit to train it again.
+    n_trained : int
+        Parameters the run trained (numbers, not tensors).
+    seconds : float
+        Wall-clock seconds of the run.
+    folds : list of Evaluation
+        With ``cv``, each fold's evaluation (``evaluation`` is their mean);
+        empty otherwise.
     at_cap : bool
         The run ended at its ``max_epochs`` (or step budget) while still
         improving: patience had not run out and its best epoch was among its
@@ -167,6 +202,10 @@ class Tuned:
     from_pretrained: bool = True
     at_cap: bool = False
     key: object = None
+    training: object = None
+    n_trained: int = 0
+    seconds: float = 0.0
+    folds: list = field(default_factory=list)
 
     @property
     def val_score(self):
@@ -197,6 +236,12 @@ class EpochRecord:
         Optimizer steps so far in this run.
     refit : bool
         Whether the run is the refit (training and validation data together).
+    lr : tuple of float
+        The learning rate each of the optimizer's parameter groups trained
+        with in this epoch (at epoch 0, the first epoch's; one group, unless
+        the run scales learning rates: the recipes ``"llrd"`` and
+        ``"auto-rgn"``, whose epoch 0 has none yet). A base net's
+        ``LRScheduler`` steps after the epoch, so the next record shows it.
     module : torch.nn.Module
         The run's network as it is now, in eval mode after a validation pass.
         Read it (score it, save a copy); do not modify it.
@@ -219,6 +264,7 @@ class EpochRecord:
     n_steps: int
     refit: bool
     module: torch.nn.Module = field(repr=False)
+    lr: tuple = ()
 
 
 class Patience:
@@ -273,7 +319,7 @@ class Patience:
 class _Run:
     """The state of one training run, between its steps (set-up, epochs, finish)."""
 
-    key: object
+    key: object  # the run's name
     module: torch.nn.Module
     selection: object
     finish: object
@@ -297,6 +343,8 @@ class _Run:
     from_pretrained: bool = True
     reference: object = None  # what "improved" compares with, when not the start
     training: bool = False  # whether the modules are in the run's training modes
+    plan: object = None  # Training
+    params: list = field(default_factory=list)  # (name, parameter) of what trains
 
     @property
     def budget(self):
@@ -590,27 +638,42 @@ class FineTuning:
             self._pretrained_evaluation = self.evaluate(copy.deepcopy(self.pretrained))
         return self._pretrained_evaluation
 
-    def tune(self, key, *, start=None, stopping=None, keep_best=True):
+    def tune(self, key, *, start=None, stopping=None, keep_best=True, lr_scales=None,
+             name=None):
         """Fine-tune a selection of units until validation stops making progress.
 
         Parameters
         ----------
         key : str or tuple of str
             What to tune: a unit name, a tuple of unit names, ``"all"`` or
-            ``"ss"``; it also names the run (its seed derives from it).
-        start : torch.nn.Module, optional
-            Starting weights; the pretrained net by default. Not modified.
+            ``"ss"``.
+        start : torch.nn.Module or Tuned, optional
+            Starting weights; the pretrained net by default. Not modified. A
+            :class:`Tuned` continues that run: a refit trains it first.
         stopping : Stopping, optional
             How long the run lasts; :attr:`stopping` by default.
         keep_best : bool, default=True
             Restore the best epoch (epoch 0, the starting weights, counts), or
             keep the last weights (Algorithm 3's single epoch of ft-all, a refit).
+        lr_scales : dict or callable, optional
+            Factors of the learning rate per parameter name (the others 1), or
+            ``lr_scales(ctx, module, epoch) -> dict``, asked before every epoch
+            (``epoch`` 0 before the first) with a fresh optimizer each time
+            (Auto-RGN's rule).
+        name : str, optional
+            The run's name, ``key`` by default: its seed derives from it, and
+            the :class:`Tuned` carries it (a recipe over ``"all"``, say).
 
         Returns
         -------
         Tuned
         """
-        run = self._start(key, start, self.stopping if stopping is None else stopping)
+        started = time.perf_counter()
+        name = key if name is None else name
+        previous = start if isinstance(start, Tuned) else None
+        plan = Training(key, lr_scales, previous)
+        run = self._start(name, key, start if previous is None else previous.module,
+                          self.stopping if stopping is None else stopping, plan)
         with torch.random.fork_rng(devices=self.device_ids):
             torch.manual_seed(run.seed)
             for epoch in range(1, run.stopping.max_epochs + 1):
@@ -618,25 +681,33 @@ class FineTuning:
                 if self._end_epoch(run, epoch, train_loss):
                     break
         tuned = self._finish(run, keep_best)
-        self._record(key, tuned, run.budget)
+        tuned.seconds = time.perf_counter() - started
+        self._record(name, tuned, run.budget)
         return tuned
 
-    def _start(self, key, start, stopping):
+    def _start(self, name, key, start, stopping, plan):
         """Set-up of a run: a trainable copy, its optimizer and schedules, epoch 0."""
         opt, data = self.optimization, self.data
         module, selection, finish = self._candidate(key, start)
-        params = selection.prepare(module)
-        optimizer = opt.optimizer(params, lr=opt.lr, **opt.optimizer_kwargs)
-        seed = seed_for(self.base_seed, key)
-        run = _Run(key=key, module=module, selection=selection, finish=finish,
-                   optimizer=optimizer, stopping=stopping, seed=seed,
+        selection.prepare(module)
+        params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        seed = seed_for(self.base_seed, name)
+        run = _Run(key=name, module=module, selection=selection, finish=finish,
+                   optimizer=None, stopping=stopping, seed=seed,
                    generator=torch.Generator().manual_seed(seed),
                    train_forward=module, train=data.train, forward=module, val=data.val,
                    steps_per_epoch=max(1, math.ceil(len(data.train) / opt.batch_size)),
-                   from_pretrained=start is None)
+                   from_pretrained=start is None, plan=plan, params=params)
+        if callable(plan.lr_scales) and any(isinstance(callback, LRScheduler)
+                                            for callback in opt.callbacks):
+            raise ValueError(f"The run {key_name(name)!r} sets every tensor's learning rate "
+                             f"before each epoch itself: it does not combine with "
+                             f"base_net's LRScheduler.")
+        # factors asked before every epoch: the first optimizer is made with the first epoch
+        run.optimizer = None if callable(plan.lr_scales) else self._optimizer(run)
         if self.progress is not None:
-            self.progress.start(key_name(key), run.budget, refit=data.val is None)
-        run.schedules = _Schedules(opt.callbacks, optimizer, params)
+            self.progress.start(key_name(name), run.budget, refit=data.val is None)
+        run.schedules = _Schedules(opt.callbacks, run.optimizer, [p for _, p in params])
         cut = self.cache.cut_for(selection)
         if cut is not None and start is not None and not self._same_prefix(start, cut):
             cut = None  # other weights before the cut: the cached prefix does not apply
@@ -656,12 +727,30 @@ class FineTuning:
         self._observe(run, 0, None, first)
         return run
 
+    def _optimizer(self, run):
+        """The run's optimizer: one parameter group per learning-rate factor."""
+        opt, scales = self.optimization, run.plan.lr_scales
+        if callable(scales):
+            scales = scales(self, run.module, run.epoch)
+        if not scales:
+            params = [p for _, p in run.params]
+            return opt.optimizer(params, lr=opt.lr, **opt.optimizer_kwargs)
+        groups = {}
+        for name, param in run.params:
+            groups.setdefault(float(scales.get(name, 1.0)), []).append(param)
+        return opt.optimizer([{"params": params, "lr": opt.lr * scale}
+                              for scale, params in groups.items()],
+                             lr=opt.lr, **opt.optimizer_kwargs)
+
     def _train_epoch(self, run):
         """One pass over the training data; the mean training loss (NaN if it diverged)."""
         opt, data = self.optimization, self.data
         if not run.training:  # a validation pass, or on_epoch, set eval mode
             run.selection.train_mode(run.module)
             run.training = True
+        if callable(run.plan.lr_scales):  # asked anew, in training mode, a fresh optimizer
+            run.optimizer = self._optimizer(run)
+            run.schedules.net.optimizer_ = run.optimizer
         run.schedules.epoch_begin()
         loss_sum = torch.zeros((), device=data.device)
         n_batches = 0
@@ -729,7 +818,7 @@ class FineTuning:
         module.eval()
         return Tuned(module, best, run.epoch, best_epoch, run.n_steps, run.steps_per_epoch,
                      run.history, run.diverged, improved, run.from_pretrained, run.at_cap,
-                     run.key)
+                     run.key, run.plan, sum(p.numel() for _, p in run.params))
 
     def _observe(self, run, epoch, train_loss, evaluation):
         if self.log is not None and epoch > 0 and evaluation is not None:
@@ -741,7 +830,9 @@ class FineTuning:
                 candidate=run.key, epoch=epoch, train_loss=train_loss,
                 val_accuracy=None if evaluation is None else evaluation.accuracy,
                 val_loss=None if evaluation is None else evaluation.loss,
-                n_steps=run.n_steps, refit=self.data.val is None, module=run.module))
+                n_steps=run.n_steps, refit=self.data.val is None, module=run.module,
+                lr=() if run.optimizer is None else tuple(
+                    group["lr"] for group in run.optimizer.param_groups)))
 
     def _record(self, key, tuned, budget=None):
         """Keep the record of a finished run; the progress bar hands back its unused

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.model_selection import check_cv
 
 from ._data import seed_for
-from ._fine_tuning import Evaluation, Tuned
+from ._fine_tuning import Evaluation, Training, Tuned
 
 __all__ = ["CrossValidation", "FoldModules", "mean_evaluation", "make_folds"]
 
@@ -43,7 +43,8 @@ def _combined(runs):
         improved=any(run.improved for run in runs),
         from_pretrained=all(run.from_pretrained for run in runs),
         at_cap=any(run.at_cap for run in runs),
-        key=runs[0].key)
+        key=runs[0].key, training=runs[0].training, n_trained=runs[0].n_trained,
+        seconds=sum(run.seconds for run in runs), folds=[run.evaluation for run in runs])
 
 
 def make_folds(cv, labelled, class_labels):
@@ -103,11 +104,17 @@ class CrossValidation:
         for fold in self.folds:
             fold.prefetch(keys)
 
-    def tune(self, key, *, start=None, stopping=None, keep_best=True):
-        starts = start if isinstance(start, FoldModules) else [start] * len(self.folds)
-        runs = [fold.tune(key, start=s, stopping=stopping, keep_best=keep_best)
+    def tune(self, key, *, start=None, stopping=None, keep_best=True, lr_scales=None,
+             name=None):
+        previous = start if isinstance(start, Tuned) else None
+        modules = previous.module if previous is not None else start
+        starts = modules if isinstance(modules, FoldModules) else [modules] * len(self.folds)
+        runs = [fold.tune(key, start=s, stopping=stopping, keep_best=keep_best,
+                          lr_scales=lr_scales, name=name)
                 for fold, s in zip(self.folds, starts)]
-        return self._record(key, _combined(runs))
+        combined = _combined(runs)
+        combined.training = Training(key, lr_scales, previous)
+        return self._record(combined.key, combined)
 
     def tune_many(self, keys):
         per_fold = [fold.tune_many(keys) for fold in self.folds]

@@ -14,7 +14,7 @@ from .. import _surgery
 from .._locks import forward_pass
 from ._data import gather, seed_for
 
-__all__ = ["proxy_evaluations", "relative_gradient_norms"]
+__all__ = ["proxy_evaluations", "relative_gradient_norms", "tensor_relative_gradient_norms"]
 
 
 def proxy_evaluations(ctx, donor):
@@ -43,7 +43,8 @@ def proxy_evaluations(ctx, donor):
 
 
 def relative_gradient_norms(ctx, n_batches=4):
-    """Relative gradient norm of every unit at the pretrained weights (Auto-RGN).
+    """Relative gradient norm of every unit at the pretrained weights (the unit ranking
+    of ``strategy="rgn-unit"``).
 
     For every parameter tensor ``p`` of a unit, ``||grad p|| / ||p||`` of
     the training loss on one minibatch of target training data, averaged
@@ -60,32 +61,46 @@ def relative_gradient_norms(ctx, n_batches=4):
     dict
         Unit name -> score, in forward order.
     """
-    data, opt = ctx.data, ctx.optimization
     module = copy.deepcopy(ctx.pretrained).eval()
-    named = dict(module.named_parameters())
+    named = [n for n, _ in module.named_parameters()]
     owned = {unit.name: [n for n in named if unit.owns(n)] for unit in ctx.units}
-    names = [n for unit_names in owned.values() for n in unit_names]
-    tensors = [named[n].requires_grad_(True) for n in names]
+    ratios = tensor_relative_gradient_norms(
+        ctx, module, [n for names in owned.values() for n in names], n_batches,
+        seed_for(ctx.base_seed, "rgn"))
+    scores = {}
+    for unit_name, unit_names in owned.items():
+        scored = [ratios[n] for n in unit_names if n in ratios]
+        scores[unit_name] = sum(scored) / len(scored) if scored else 0.0
+    return scores
+
+
+def tensor_relative_gradient_norms(ctx, module, names, n_batches, seed):
+    """``||grad p|| / ||p||`` of each parameter ``names`` of ``module`` (in the mode it is
+    in), averaged over the first ``n_batches`` minibatches of a shuffle seeded with
+    ``seed``; tensors of norm zero are left out. Nothing is trained."""
+    data, opt = ctx.data, ctx.optimization
+    named = dict(module.named_parameters())
     norms = {n: named[n].detach().norm().item() for n in names}
-    seed = seed_for(ctx.base_seed, "rgn")
-    generator = torch.Generator().manual_seed(seed)
+    names = [n for n in names if norms[n] > 0]
+    flags = {n: p.requires_grad for n, p in named.items()}
+    tensors = [named[n].requires_grad_(True) for n in names]
     chosen = []
-    for X, y in data.train.train_batches(opt.batch_size, generator):
+    for X, y in data.train.train_batches(opt.batch_size, torch.Generator().manual_seed(seed)):
         chosen.append((X, y))
         if len(chosen) == n_batches:
             break
     ratios = dict.fromkeys(names, 0.0)
-    with torch.random.fork_rng(devices=ctx.device_ids):
-        torch.manual_seed(seed)
-        for X, y in chosen:
-            with ctx.autocast(), forward_pass():
-                loss = opt.get_loss(gather(module(X), data.classes, opt.probabilities), y)
-            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-            for name, grad in zip(names, grads):
-                if grad is not None and norms[name] > 0:
-                    ratios[name] += grad.norm().item() / norms[name] / len(chosen)
-    scores = {}
-    for unit_name, unit_names in owned.items():
-        scored = [ratios[n] for n in unit_names if norms[n] > 0]
-        scores[unit_name] = sum(scored) / len(scored) if scored else 0.0
-    return scores
+    try:
+        with torch.random.fork_rng(devices=ctx.device_ids):
+            torch.manual_seed(seed)
+            for X, y in chosen:
+                with ctx.autocast(), forward_pass():
+                    loss = opt.get_loss(gather(module(X), data.classes, opt.probabilities), y)
+                grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+                for name, grad in zip(names, grads):
+                    if grad is not None:
+                        ratios[name] += grad.norm().item() / norms[name] / len(chosen)
+    finally:
+        for n, p in named.items():
+            p.requires_grad_(flags[n])
+    return ratios

@@ -42,7 +42,7 @@ through this package, or the command line, :mod:`flexsk.cli`.
 
 from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # noqa: F401
                       BENCH_VERSION, DEFAULT_OUTPUT, DEFAULTS, LABELS, MAP_K, QUICK,
-                      QUICK_OUTPUT, REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE,
+                      QUICK_OUTPUT, RECIPES, REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE,
                       describe_config,
                       n_channels_of, plan_runs)
 from ._reports import write_reports
@@ -52,12 +52,13 @@ from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        parse_row, run_key)
 from ._runner import run_bench
 from ._tables import (agreement_markdown, bold_cells, mean_accuracies,  # noqa: F401
-                      mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
+                      mean_accuracy_markdown, picks_markdown, recipes_markdown, refit_markdown,
+                      regret_markdown,
                       retrieval_markdown, scratch_markdown, selection_markdown,
                       summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts,
                       win_counts_markdown,
-                      BASELINES, FLEX_VARIANTS, PAPER_WINS, TIE_TOLERANCE)
+                      BASELINES, FLEX_VARIANTS, PAPER_WINS, RECIPE_RIVALS, TIE_TOLERANCE)
 
 # Besides __all__, the constants and helpers above stay importable from here,
 # as they were before the bench became a package.
@@ -65,6 +66,7 @@ __all__ = [
     "COLUMNS",
     "STRATEGIES",
     "LABELS",
+    "RECIPES",
     "REFERENCES",
     "DEFAULTS",
     "DEFAULT_OUTPUT",
@@ -95,5 +97,6 @@ __all__ = [
     "agreement_markdown",
     "refit_markdown",
     "scratch_markdown",
+    "recipes_markdown",
     "write_reports",
 ]

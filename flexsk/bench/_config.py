@@ -11,7 +11,8 @@ from .._strategies import STRATEGIES as _REGISTRY
 from ..datasets import COLOUR_SHIFTS, SHIFTS, SPLIT_SIZES
 from ..zoo import ARCHS
 
-__all__ = ["BENCH_VERSION", "STRATEGIES", "LABELS", "REFERENCES", "RETRIEVAL_STRATEGIES",
+__all__ = ["BENCH_VERSION", "STRATEGIES", "LABELS", "RECIPES", "REFERENCES",
+           "RETRIEVAL_STRATEGIES",
            "MAP_K",
            "SHIFT_RANDOM_STATE", "DEFAULTS", "QUICK", "DEFAULT_OUTPUT", "QUICK_OUTPUT",
            "ESTIMATOR_SETTINGS", "BenchError", "BenchConfigError", "make_config",
@@ -20,18 +21,22 @@ __all__ = ["BENCH_VERSION", "STRATEGIES", "LABELS", "REFERENCES", "RETRIEVAL_STR
 
 #: Version of the bench protocol; part of the config, so that results made by
 #: another protocol are never resumed.
-BENCH_VERSION = 3
+BENCH_VERSION = 4
 
 #: The paper's grid: bench label (as written in the CSV) -> a strategy of FlexTuner's
 #: registry, with ft-fc's two settings as ft-fc-1 and ft-fc-2.
 _GRID = (("flex", "flex", {}), ("fast", "fast", {}), ("faster", "faster", {}),
          ("ft-fc-1", "ft-fc", {"n_fc_units": 1}), ("ft-fc-2", "ft-fc", {"n_fc_units": 2}),
-         ("ft-ss", "ft-ss", {}), ("ft-all", "ft-all", {}), ("scratch", "ft-all", {}))
+         ("ft-ss", "ft-ss", {}), ("ft-all", "ft-all", {}), ("auto-rgn", "auto-rgn", {}),
+         ("lp-ft", "lp-ft", {}), ("llrd", "llrd", {}), ("scratch", "ft-all", {}))
 #: Bench label -> FlexTuner parameters.
 STRATEGIES = {label: {"strategy": _REGISTRY[name].name, **extra} for label, name, extra in _GRID}
 #: Column headers of the tables.
 LABELS = {"flex": "flex", "fast": "fast", "faster": "faster", "ft-fc-1": "ft-fc (1)",
-          "ft-fc-2": "ft-fc (2)", "ft-ss": "ft-ss", "ft-all": "ft-all", "scratch": "scratch"}
+          "ft-fc-2": "ft-fc (2)", "ft-ss": "ft-ss", "ft-all": "ft-all", "auto-rgn": "auto-rgn",
+          "lp-ft": "lp-ft", "llrd": "llrd", "scratch": "scratch"}
+#: The recipes practitioners use (beyond the paper), against which flex is compared too.
+RECIPES = ("auto-rgn", "lp-ft", "llrd")
 #: Sanity references, not strategies: ``scratch`` trains every parameter (ft-all's
 #: training) from re-initialized weights, so that a scenario where fine-tuning does
 #: worse than training from scratch stands out. Never counted among the winners.
@@ -46,9 +51,12 @@ SHIFT_RANDOM_STATE = 0
 DEFAULTS = dict(nets=("conv4", "conv7"), shifts=None, ratios=(2, 10, 40), repeats=5,
                 other_repeats=1, strategies=tuple(STRATEGIES), max_epochs=None,
                 patience=None, image_size=16)
-#: ``--quick``: a subset of 72 runs, about three minutes on 2 cores (160 s measured).
+#: ``--quick``: a subset of 72 runs of the paper's strategies, about two minutes on 2
+#: cores (103 s measured with one torch thread; docs/benchmarks.md gives the command).
 QUICK = dict(nets=("conv4",), shifts=("blur", "rotation", "mnistm"), ratios=(2, 10),
-             repeats=2, other_repeats=1)
+             repeats=2, other_repeats=1,
+             strategies=tuple(label for label, *_ in _GRID
+                              if label not in ("auto-rgn", "lp-ft", "llrd")))
 #: ``flexsk bench``'s results directory, unless ``--output`` gives another.
 DEFAULT_OUTPUT = "bench-results"
 #: The results directory of ``flexsk bench --quick``.

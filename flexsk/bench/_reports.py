@@ -9,8 +9,8 @@ from .._files import atomic_write
 from ._config import BenchError, describe_config, read_config
 from ._results import CONFIG_JSON, RESULTS_CSV, describe_run, read_results, run_key
 from ._tables import (BASELINES, TIE_TOLERANCE, agreement_markdown, label_of,
-                      mean_accuracy_markdown, picks_markdown, refit_markdown, regret_markdown,
-                      scratch_markdown,
+                      mean_accuracy_markdown, picks_markdown, recipes_markdown, refit_markdown,
+                      regret_markdown, scratch_markdown,
                       retrieval_markdown, selection_markdown, summary_line,
                       table3_markdown, versus_baselines_markdown, win_counts_markdown)
 
@@ -98,7 +98,11 @@ def write_reports(output, *, log=print):
               + "\n## Units flex returns\n\n" + picks_markdown(rows)
               + "\n## Fine-tuning against training from scratch\n\n'scratch' trains every "
               "parameter, as ft-all does, from re-initialized weights: a sanity reference, "
-              "never counted among the winners.\n\n" + scratch_markdown(rows))
+              "never counted among the winners.\n\n" + scratch_markdown(rows)
+              + "\n## Flex against the recipes\n\nThe recipes practitioners use beside the "
+              "paper's baselines: Auto-RGN (Lee et al., 2023), LP-FT (Kumar et al., 2022) "
+              "and layer-wise learning-rate decay; means over repeats, then scenarios.\n\n"
+              + recipes_markdown(rows))
     written.append(_write_text(output / "table3.md", table3))
     retrieval = (f"# Retrieval mAP@10 (Table 4 style)\n\n{header}"
                  "mAP@10 of the tuned net's penultimate features of the target test images, "

@@ -8,14 +8,15 @@ from sklearn.utils._param_validation import Interval, validate_params
 
 from .._ranking import ranked
 from .._text import format_table
-from ._config import LABELS, REFERENCES, RETRIEVAL_STRATEGIES, STRATEGIES
+from ._config import LABELS, RECIPES, REFERENCES, RETRIEVAL_STRATEGIES, STRATEGIES
 from ._results import parse_row, run_key
 
 __all__ = ["FLEX_VARIANTS", "BASELINES", "TIE_TOLERANCE", "PAPER_WINS", "scenario_of", "label_of",
            "mean_accuracies", "bold_cells", "win_counts", "table3_markdown", "summary_line",
            "mean_accuracy_markdown", "versus_baselines_markdown", "picks_markdown",
            "win_counts_markdown", "selection_markdown", "retrieval_markdown", "regret_markdown",
-           "agreement_markdown", "refit_markdown", "scratch_markdown"]
+           "agreement_markdown", "refit_markdown", "scratch_markdown", "recipes_markdown",
+           "RECIPE_RIVALS"]
 
 FLEX_VARIANTS = ("flex", "fast", "faster")
 BASELINES = ("ft-fc-1", "ft-fc-2", "ft-ss", "ft-all")
@@ -544,6 +545,71 @@ def scratch_markdown(rows, *, digits=3):
         text += "\n" + format_table(["net", "shift", "ratio", "scratch", "best fine-tuning",
                                      "flex"], body) + "\n"
     return text
+
+
+#: What flex is compared with in :func:`recipes_markdown`: the paper's plain baselines
+#: and the recipes practitioners use.
+RECIPE_RIVALS = ("ft-all", "ft-fc-1") + RECIPES
+
+
+@validate_params({"rows": ["array-like"], "within": [_TOL], "digits": [_DIGITS]},
+                 prefer_skip_nested_validation=True)
+def recipes_markdown(rows, *, within=0.01, digits=3):
+    """Flex against ft-all, ft-fc (1) and the recipes (Auto-RGN, LP-FT, LLRD).
+
+    Per method: its mean test accuracy over the scenarios that have flex and
+    every method, flex's mean difference from it, the scenarios where flex is
+    at most ``within`` below it, and its cost: the median over scenarios of
+    its mean ``fit_seconds`` over ft-all's. A sentence gives the scenarios
+    where flex is within ``within`` of the best of them all.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Results rows (raw CSV strings or parsed), e.g. from
+        :func:`read_results`.
+    within : float, default=0.01
+        One point.
+    digits : int, default=3
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        A sentence and a markdown table; a sentence alone without such rows.
+
+    Examples
+    --------
+    >>> from flexsk.bench import read_results, recipes_markdown
+    >>> rows = read_results("docs/_static/bench/results.csv")  # doctest: +SKIP
+    >>> print(recipes_markdown(rows))  # doctest: +SKIP
+    """
+    rows = [parse_row(r) for r in rows]
+    means = mean_accuracies(rows)
+    seconds = mean_accuracies(rows, field="fit_seconds")
+    methods = [m for m in RECIPE_RIVALS if any(m in v for v in means.values())]
+    common = [k for k, v in means.items() if "flex" in v and all(m in v for m in methods)]
+    if not common or not any(m in RECIPES for m in methods):
+        return "No scenario holds flex and the recipes.\n"
+    best = [max(means[k][m] for m in methods) for k in common]
+    close = sum(means[k]["flex"] >= b - within - 1e-12 for k, b in zip(common, best))
+    flex_mean = np.mean([means[k]["flex"] for k in common])
+    body = [["flex", f"{flex_mean:.{digits}f}", "", "",
+             f"{np.median([seconds[k]['flex'] / seconds[k]['ft-all'] for k in common]):.2f}"
+             if "ft-all" in methods else ""]]
+    for m in methods:
+        diff = 100 * (flex_mean - np.mean([means[k][m] for k in common]))
+        body.append([label_of(m), f"{np.mean([means[k][m] for k in common]):.{digits}f}",
+                     f"{diff:+.2f}",
+                     f"{sum(means[k]['flex'] >= means[k][m] - within - 1e-12 for k in common)}"
+                     f"/{len(common)}",
+                     f"{np.median([seconds[k][m] / seconds[k]['ft-all'] for k in common]):.2f}"
+                     if "ft-all" in methods else ""])
+    return (f"Over {len(common)} scenarios, flex is within {100 * within:g} point of the best "
+            f"of {', '.join(label_of(m) for m in methods)} in {close}/{len(common)}.\n\n"
+            + format_table(["method", "mean test accuracy", "flex − method, points",
+                            f"flex within {100 * within:g} point", "fit seconds / ft-all"],
+                           body) + "\n")
 
 
 @validate_params({"rows": ["array-like"], "digits": [_DIGITS]}, prefer_skip_nested_validation=True)

@@ -26,9 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flexsk.bench import make_config, plan_runs, read_results, run_key
-from flexsk.bench._config import write_config
-from flexsk.bench._results import appending
+from flexsk.bench import appending, make_config, plan_runs, read_results, run_key, write_config
 
 
 def shards(config):

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from flexsk import bench
-from flexsk.plot import plot_selection_heatmap, plot_unit_scores
+from flexsk.plot import UnitScoresDisplay, plot_selection_heatmap
 
 torch.set_num_threads(1)
 
@@ -59,9 +59,9 @@ plot_selection_heatmap(rows, ax=ax)
 # %%
 # The same rows also give Figure 1 for any one shift: the mean validation
 # (solid) and test (dashed) accuracy of every flex candidate, one colour per
-# training-set size.
+# training-set size (:class:`~flexsk.plot.UnitScoresDisplay`).
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-plot_unit_scores(rows, shift="rotation", ax=ax)
+UnitScoresDisplay.from_results(rows, shift="rotation", ax=ax)
 
 # %%
 # And the tables of ``flexsk bench``: mean test accuracy per scenario, with

@@ -6,7 +6,7 @@ Accuracy of tuning each unit (the paper's Figure 1)
 ``strategy="flex"`` (the paper's Algorithm 1) fine-tunes every unit on its
 own, and all units together, and keeps the best on validation. With
 ``keep_candidates=True`` the tuner keeps every candidate, so
-:func:`flexsk.plot.plot_unit_scores` can draw the validation accuracy of
+:class:`flexsk.plot.UnitScoresDisplay` can draw the validation accuracy of
 each (solid) next to its test accuracy (dashed): which unit is worth tuning,
 and how well validation accuracy finds it, for several sizes of the target
 training set.
@@ -21,7 +21,7 @@ import torch
 
 from flexsk import FlexTuner
 from flexsk.datasets import make_digits_shift, subsample_per_class
-from flexsk.plot import plot_unit_scores
+from flexsk.plot import UnitScoresDisplay
 from flexsk.zoo import load_source_net
 
 torch.set_num_threads(1)
@@ -63,16 +63,19 @@ for ratio in ratios:
 # 10-image tuner; the triangle marks the candidate flex selected. These are
 # the models of the selection run: the tuner then returns its pick trained
 # once more on the training and validation images together (``refit``).
+# :meth:`~flexsk.plot.UnitScoresDisplay.from_estimator` computes the scores,
+# draws them and keeps both: the values in ``display.validation_scores`` and
+# ``display.test_scores``, the Axes in ``display.ax_``.
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
-plot_unit_scores(tuners[10], X_test=X_test, y_test=y_test, ax=ax)
-ax.set_title("conv7, blurred digits, 10 images per class")
+display = UnitScoresDisplay.from_estimator(tuners[10], X_test, y_test, ax=ax)
+display.ax_.set_title("conv7, blurred digits, 10 images per class")
 fig.tight_layout()
 
 # %%
 # All training-set sizes, as in the paper
 # ---------------------------------------
-# :func:`~flexsk.plot.plot_unit_scores` also reads a *results table*: one
-# dict per fit, as ``flexsk bench`` writes them (see
+# :meth:`~flexsk.plot.UnitScoresDisplay.from_results` reads a *results
+# table*: one dict per fit, as ``flexsk bench`` writes them (see
 # :func:`flexsk.bench.read_results`). Built from the three tuners, it draws
 # the paper's Figure 1: one colour per training-set size, and a triangle on
 # the unit flex picked.
@@ -90,8 +93,8 @@ rows = [
     for ratio, tuner in tuners.items()
 ]
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
-plot_unit_scores(rows, ax=ax)
-ax.set_title("conv7, blurred digits: accuracy after tuning each unit")
+display = UnitScoresDisplay.from_results(rows, ax=ax)
+display.ax_.set_title("conv7, blurred digits: accuracy after tuning each unit")
 fig.tight_layout()
 
 # %%

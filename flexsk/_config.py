@@ -78,6 +78,14 @@ def set_config(head_start=None, head_alone_start=None, refit_length=None,
     See Also
     --------
     config_context : The same, for the duration of a ``with`` block.
+
+    Examples
+    --------
+    >>> import flexsk
+    >>> flexsk.set_config(working_memory=64)
+    >>> flexsk.get_config()["working_memory"]
+    64
+    >>> flexsk.set_config(working_memory=256)
     """
     changes = dict(head_start=head_start, head_alone_start=head_alone_start,
                    refit_length=refit_length, working_memory=working_memory)

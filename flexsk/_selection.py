@@ -27,10 +27,11 @@ __all__ = ["Selection", "select", "check_outcome", "check_budget", "refit_pick",
 #: starting loss (the user guide quotes the figures).
 LOSS_GROWTH = 10.0
 
-#: A refit whose accuracy on the data it trained on (training and validation data) is
-#: below the selection run's model's by more than this failed: the selection run's model
-#: is returned instead. On benchmarks/refit_check.py's fits, falling back then raised
-#: the test accuracy (the user guide quotes the figures).
+#: A refit whose accuracy (or FlexTuner's ``scoring``) on the data it trained on
+#: (training and validation data) is below the selection run's model's by more than
+#: this failed: the selection run's model is returned instead. On
+#: benchmarks/refit_check.py's fits, falling back then raised the test accuracy (the
+#: user guide quotes the figures).
 REFIT_TOLERANCE = 0.01
 
 
@@ -52,7 +53,7 @@ class Selection:
         kept = tuned if keep_candidates else {outcome.selected: outcome.model}
         return dict(
             selected_unit_=outcome.selected,
-            proxy_scores_={k: v.accuracy if isinstance(v, Evaluation) else v
+            proxy_scores_={k: v.value if isinstance(v, Evaluation) else v
                            for k, v in proxies.items()},
             proxy_losses_={k: v.loss for k, v in proxies.items() if isinstance(v, Evaluation)},
             validation_scores_={k: t.val_score for k, t in tuned.items()},
@@ -70,9 +71,11 @@ def selection_results(outcome):
     """One row per candidate of the selection run, as a dict of equal-length arrays.
 
     Columns: ``candidate`` (its key as text), ``units`` (what it trained),
-    ``n_trained_params``, ``score`` (validation accuracy; with ``cv``, the
-    mean over folds) and ``score_std`` (0 without ``cv``), ``loss``,
-    ``proxy_score`` and ``proxy_loss`` (NaN where there is none), ``n_epochs``,
+    ``n_trained_params``, ``score`` (what ranks: FlexTuner's ``scoring`` on
+    validation data, or the validation accuracy without one; with ``cv``,
+    the mean over folds) and ``score_std`` (0 without ``cv``), ``accuracy``,
+    ``loss``, ``proxy_score`` and ``proxy_loss`` (NaN where there is none;
+    a score-only proxy, such as a relative gradient norm, has no loss), ``n_epochs``,
     ``best_epoch``, ``n_steps``, ``max_epochs_reached``, ``fit_seconds``,
     ``rank`` (1: the best under the ranking rule) and ``picked``.
     """
@@ -84,18 +87,19 @@ def selection_results(outcome):
         value = proxies.get(key)
         if isinstance(value, Evaluation):
             return getattr(value, what)
-        return float(value) if value is not None and what == "accuracy" else math.nan
+        return float(value) if value is not None and what == "value" else math.nan
 
     columns = {
         "candidate": [key_name(key) for key in tuned],
         "units": [key_name(t.training.what if t.training is not None else key)
                   for key, t in tuned.items()],
         "n_trained_params": [t.n_trained for t in tuned.values()],
-        "score": [t.evaluation.accuracy for t in tuned.values()],
-        "score_std": [float(np.std([e.accuracy for e in t.folds])) if t.folds else 0.0
+        "score": [t.evaluation.value for t in tuned.values()],
+        "score_std": [float(np.std([e.value for e in t.folds])) if t.folds else 0.0
                       for t in tuned.values()],
+        "accuracy": [t.evaluation.accuracy for t in tuned.values()],
         "loss": [t.evaluation.loss for t in tuned.values()],
-        "proxy_score": [proxy(key, "accuracy") for key in tuned],
+        "proxy_score": [proxy(key, "value") for key in tuned],
         "proxy_loss": [proxy(key, "loss") for key in tuned],
         "n_epochs": [t.n_epochs for t in tuned.values()],
         "best_epoch": [t.best_epoch for t in tuned.values()],
@@ -210,20 +214,22 @@ def _nothing_improved(ctx, outcome, start, lr):
     proxies = ", and no proxy net does" if outcome.proxy_scores else ""
     pretrained = ("the pretrained one, with the new head as it started"
                   if getattr(ctx, "head", None) else "the pretrained one")
-    head = (f"No candidate ranks above the pretrained net on validation data (accuracy "
+    scored = "" if start.score is None else f"score {start.score:.3f}, "
+    head = (f"No candidate ranks above the pretrained net on validation data ({scored}accuracy "
             f"{start.accuracy:.3f}, loss {start.loss:.4g}){proxies}: the selected "
             f"{key_name(outcome.selected)!r} means nothing and the model is {pretrained}.")
-    if start.accuracy == 1.0:
+    if start.accuracy == 1.0 and start.score is None:
         return (f"{head} The pretrained net already classifies every validation sample "
                 f"correctly: there is nothing left to select on these data.")
     finite = [(key, e) for key, e in seen if e.finite]
     if not finite:
         return f"{head} No run trained for a full epoch. Use a larger lr or more epochs."
-    top_key, top = max(finite, key=lambda item: item[1].accuracy)
+    what = "accuracy" if start.score is None else "score"
+    top_key, top = max(finite, key=lambda item: item[1].value)
     low_key, low = min(finite, key=lambda item: item[1].loss)
-    accuracy = (f"the best accuracy any run reached was {top.accuracy:.3f} "
-                f"({key_name(top_key)!r}), with a higher loss" if top.accuracy > start.accuracy
-                else f"accuracy never rose above {start.accuracy:.3f}")
+    accuracy = (f"the best {what} any run reached was {top.value:.3f} "
+                f"({key_name(top_key)!r}), with a higher loss" if top.value > start.value
+                else f"{what} never rose above {start.value:.3f}")
     fell = low.loss < start.loss * (1 - 1e-3)
     loss = (f"the validation loss fell from {start.loss:.4g} to {low.loss:.4g} "
             f"({key_name(low_key)!r})" if fell else
@@ -237,7 +243,7 @@ def _nothing_improved(ctx, outcome, start, lr):
                   "or patience, or a larger lr, may let the accuracy follow.")
     else:
         advice = f"Use a larger lr (now {lr:g}) or more epochs."
-    joined = f"{loss}, but {accuracy}" if fell or top.accuracy > start.accuracy else \
+    joined = f"{loss}, but {accuracy}" if fell or top.value > start.value else \
         f"Neither signal moved: {loss}, and {accuracy}"
     return f"{head} {joined[0].upper()}{joined[1:]}. {advice}"
 
@@ -275,10 +281,11 @@ def refit_pick(ctx, outcome):
         return pick, None
     samples = all_data.data.train  # the data the refit trained on
     refit, selected = all_data.evaluate(run.module, samples), all_data.evaluate(pick, samples)
-    if refit.accuracy < selected.accuracy - REFIT_TOLERANCE:
-        _warn(f"The refit of {key_name(outcome.selected)!r} scores {refit.accuracy:.3f} on the "
+    if refit.value < selected.value - REFIT_TOLERANCE:
+        what = "scores" if refit.score is None else "has a score of"
+        _warn(f"The refit of {key_name(outcome.selected)!r} {what} {refit.value:.3f} on the "
               f"training and validation data it trained on, below the selection run's model "
-              f"({selected.accuracy:.3f}), which trained on part of them: the refit failed, "
+              f"({selected.value:.3f}), which trained on part of them: the refit failed, "
               f"and the model is the selection run's. A refit fails when lr "
               f"(now {ctx.optimization.lr:g}) is too large for its longer run, or when the "
               f"selection run's length does not suit the larger data; refit=False always "

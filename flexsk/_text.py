@@ -27,6 +27,18 @@ def key_name(key):
 def format_table(headers, rows):
     """A plain-text table with aligned columns (markdown compatible).
 
+    Parameters
+    ----------
+    headers : sequence
+        The column titles.
+    rows : iterable of sequence
+        The rows, each with one cell per column; cells are shown with ``str``.
+
+    Returns
+    -------
+    str
+        The table, one line per row, with a rule under the titles.
+
     Examples
     --------
     >>> from flexsk.bench import format_table

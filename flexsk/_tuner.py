@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
+from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (check_array, check_consistent_length,
@@ -20,6 +21,7 @@ from skorch import NeuralNetClassifier
 from torch.utils.data import DataLoader
 
 from . import _forward, _surgery, adapters
+from ._scoring import Embedding, ValidationScoring, scorer_of
 from ._checks import INTEGER, count
 from ._config import get_config
 from ._head import (HEAD_OPTIONS, check_ends_in_a_layer, find_head, replace_head, start_head,
@@ -145,6 +147,18 @@ STRATEGY_OPTIONS
         Score every candidate by its mean over stratified folds of the
         training and validation data, then refit. Costs ``cv`` times the
         selection. See :ref:`selection`.
+    scoring : str, callable or None, default=None
+        What "best" means when candidates are ranked (and early stopping
+        keeps a run's best epoch): ``None``, validation accuracy; a
+        scikit-learn scorer name (``"balanced_accuracy"``, ``"f1_macro"``,
+        ``"neg_log_loss"``, ...); a callable ``scorer(estimator, X, y)``,
+        higher is better; or :func:`flexsk.metrics.make_retrieval_scorer`
+        (mAP@k). The validation loss breaks ties. During a fit, the
+        scorer gets each candidate as an estimator that answers on the
+        validation samples (``X`` is their positions). :meth:`score` stays
+        the accuracy, as a scikit-learn classifier's (a search over
+        ``scoring`` values compares on its own ``scoring``). See
+        :ref:`scoring`.
     lr : float or None, default=None
         Fine-tuning learning rate; None uses the base net's ``lr``.
     batch_size : int or None, default=None
@@ -193,18 +207,26 @@ STRATEGY_OPTIONS
         (``"auto-rgn"``, ``"lp-ft"``, ``"llrd"``).
     proxy_scores_ : dict
         Unit name -> selection score, in forward order: the validation
-        accuracy of each proxy net (fast, faster) or candidate (flex,
-        halving), or the relative gradient norm (rgn-unit). Empty for
-        baselines and recipes.
+        accuracy (or ``scoring``'s score) of each proxy net (fast, faster)
+        or candidate (flex, halving), or the relative gradient norm
+        (rgn-unit). Empty for baselines and recipes.
     proxy_losses_ : dict
         The validation losses beside ``proxy_scores_``, where they are
-        accuracies.
+        validation scores.
     validation_scores_ : dict
-        Validation accuracy of every candidate of the selection run, keyed
-        like ``selected_unit_``.
+        Validation accuracy (or ``scoring``'s score) of every candidate of
+        the selection run, keyed like ``selected_unit_``.
     validation_losses_ : dict
         Their validation losses (the criterion on the target classes), with
         the same keys; NaN for a run that diverged.
+    selection_results_ : dict of ndarray
+        One row per candidate of the selection run, ``pandas.DataFrame``
+        ready: ``candidate``, ``units``, ``n_trained_params``, ``score``,
+        ``score_std``, ``accuracy``, ``loss``, ``proxy_score``,
+        ``proxy_loss``, ``n_epochs``, ``best_epoch``, ``n_steps``,
+        ``max_epochs_reached``, ``fit_seconds``, ``rank``, ``picked``. The
+        dicts around it are views of its columns. See
+        :ref:`selection_results`.
     n_epochs_ : dict
         Epochs each candidate trained in the selection run.
     best_epochs_ : dict
@@ -294,6 +316,7 @@ STRATEGY_OPTIONS
         "validate_every": [count(1), StrOptions({"auto"})],
         "refit": ["boolean"],
         "cv": ["cv_object"],  # None included
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "lr": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [count(1), None],
         "keep_candidates": ["boolean"],
@@ -316,7 +339,7 @@ STRATEGY_OPTIONS
                  n_fc_units=DEFAULTS.n_fc_units, layer_decay=DEFAULTS.layer_decay,
                  pixel_adapter=None,
                  validation_fraction=0.2, max_epochs="auto", patience="auto",
-                 validate_every="auto", refit=True, cv=None,
+                 validate_every="auto", refit=True, cv=None, scoring=None,
                  lr=None,
                  batch_size=None, keep_candidates=False, embedding_unit=None,
                  activation_cache="auto", activation_cache_bytes=2 ** 30,
@@ -340,6 +363,7 @@ STRATEGY_OPTIONS
         self.validate_every = validate_every
         self.refit = refit
         self.cv = cv
+        self.scoring = scoring
         self.lr = lr
         self.batch_size = batch_size
         self.keep_candidates = keep_candidates
@@ -538,7 +562,8 @@ STRATEGY_OPTIONS
             settings = dict(progress=progress if self.verbose >= 1 else None,
                             log=_write if self.verbose >= 2 else None,
                             on_epoch=self.on_epoch, cache=self.activation_cache,
-                            cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs)
+                            cache_bytes=self.activation_cache_bytes, n_jobs=self.n_jobs,
+                            scoring=self._validation_scoring(units, device, eval_batch_size))
             net = self._net_holding(pretrained)
             classes = torch.as_tensor(self._class_outputs, dtype=torch.long, device=device)
 
@@ -660,6 +685,16 @@ STRATEGY_OPTIONS
         if strategy.single_unit:
             options.update(max_units=self.max_units, pair_margin=self.pair_margin)
         return strategy, options
+
+    def _validation_scoring(self, units, device, eval_batch_size):
+        """``scoring``, ready to score candidates' validation outputs; None ranks by
+        accuracy."""
+        if self.scoring is None:
+            return None
+        return ValidationScoring(
+            scorer_of(self.scoring), self.classes_, outputs_probabilities(self.base_net),
+            Embedding(_embedding_cut(units, self.embedding_unit), device, self.channels_last_,
+                      eval_batch_size))
 
     def _set_result(self, result, units, head, eval_batch_size):
         """Every fitted attribute of the selection, at once."""
@@ -1082,8 +1117,7 @@ STRATEGY_OPTIONS
 
     def _embedding_cut(self):
         """Dotted name of the module whose input :meth:`transform` returns."""
-        unit_name = self.embedding_unit or self._units[-1].name
-        return next(u for u in self._units if u.name == unit_name).modules[0]
+        return _embedding_cut(self._units, self.embedding_unit)
 
     def _embed(self, module, X, check=True):
         cut = self._embedding_cut()
@@ -1091,8 +1125,8 @@ STRATEGY_OPTIONS
             module, X, lambda batch: _surgery.capture_input(module, cut, batch).flatten(1),
             check=check)
 
-    def score_candidates(self, X, y=None):
-        """Accuracy of every candidate of the selection run kept in ``candidates_``.
+    def score_candidates(self, X, y=None, *, scoring=None):
+        """Score of every candidate of the selection run kept in ``candidates_``.
 
         Every candidate with ``keep_candidates=True`` (how per-unit test
         curves, the paper's Figure 1, are drawn), else the selected one: its
@@ -1104,13 +1138,20 @@ STRATEGY_OPTIONS
             Inputs, shaped as for :meth:`fit`.
         y : array-like of shape (n_samples,) or None
             Their labels; None when X is a Dataset of ``(x, y)`` pairs.
+        scoring : str, callable or None, default=None
+            None: the accuracy, as :meth:`score`; else a scorer, as
+            FlexTuner's ``scoring`` takes it (``tuner.scoring`` scores by
+            what selected), called with each candidate standing in for the
+            fitted tuner.
 
         Returns
         -------
         dict
-            Keyed like ``candidates_``: the accuracy of each candidate.
+            Keyed like ``candidates_``: the score of each candidate.
         """
         check_is_fitted(self, "candidates_")
+        if scoring is not None:
+            return self._scored_candidates(X, y, scorer_of(scoring))
         scores = {}
         for key, module in self.candidates_.items():
             predicted, labels = self._predictions_and_labels(module, X, y)
@@ -1119,8 +1160,31 @@ STRATEGY_OPTIONS
             scores[key] = float(np.mean(predicted == labels))
         return scores
 
+    def _scored_candidates(self, X, y, scorer):
+        if y is None:
+            if not is_dataset(X):
+                raise ValueError(f"{type(self).__name__}.score_candidates needs y (or X as a "
+                                 f"Dataset of (x, y) pairs).")
+            _, y = read_dataset(X, loader_kwargs(self.base_net, "iterator_valid"),
+                                self._eval_batch_size or _READ_BATCH_SIZE, "X")
+            if y is None:
+                raise ValueError("X is a Dataset that yields inputs only: pass y.")
+        scores = {}
+        for key, module in self.candidates_.items():
+            candidate = copy.copy(self)  # the fitted tuner, holding this candidate
+            candidate.net_ = self._net_holding(module)
+            scores[key] = float(scorer(candidate, X, y))
+        return scores
+
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _embedding_cut(units, embedding_unit):
+    """Dotted name of the module whose input is the embedding: ``embedding_unit``'s
+    first module (the last unit's without one)."""
+    unit_name = embedding_unit or units[-1].name
+    return next(u for u in units if u.name == unit_name).modules[0]
 
 
 def _eval_batch_size(per_sample_bytes, training_batch_size):

@@ -133,6 +133,10 @@ def _configure_bench(parser):
     parser.add_argument("--patience", type=int, default=None, help=ESTIMATOR_DEFAULT)
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"image side, a multiple of 8 (default: {DEFAULTS['image_size']})")
+    parser.add_argument("--scoring", default=None, metavar="SCORER",
+                        help="what selection ranks by: a scikit-learn scorer name "
+                        "(balanced_accuracy, f1_macro, ...) or map@10, retrieval against the "
+                        "source gallery (default: validation accuracy)")
     parser.add_argument("--threads", type=int_at_least(1), default=1,
                         help="torch intra-op threads (default: 1, the fastest on a shared "
                         "machine)")
@@ -159,7 +163,8 @@ def bench(args):
                     nets=_words(args.nets), shifts=_words(args.shifts), ratios=args.ratios,
                     repeats=_parse_repeats(args.repeats), other_repeats=args.other_repeats,
                     strategies=_words(args.strategies), max_epochs=args.max_epochs,
-                    patience=args.patience, image_size=args.image_size, quick=args.quick)
+                    patience=args.patience, image_size=args.image_size, quick=args.quick,
+                    scoring=args.scoring)
             except ValueError as exc:
                 raise BenchError(str(exc)) from exc
             started = time.perf_counter()

@@ -104,7 +104,7 @@ class TrainingContext(Protocol):
         key -> :class:`Tuned`."""
 
     def evaluate(self, module) -> Evaluation:
-        """Validation accuracy and loss of ``module``."""
+        """Validation accuracy, loss and score (``scoring``) of ``module``."""
 
     def proxy_evaluations(self, donor) -> dict:
         """For each unit, the pretrained net with that unit's weights (and the new

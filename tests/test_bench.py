@@ -423,24 +423,24 @@ def test_bad_repeats_are_refused(tmp_path, capsys, argv, message):
 # -- estimator defaults ---------------------------------------------------------------------
 
 def test_default_grid_leaves_the_estimator_defaults(tmp_path, monkeypatch):
-    from flexsk.bench import _runner
-
     config = make_config(**{k: v for k, v in TINY.items() if k not in ("max_epochs",
                                                                        "patience")})
     assert (config["max_epochs"], config["patience"]) == (None, None)
     assert "max_epochs and patience: estimator defaults" in bench.describe_config(config)
     given = []
+    fit = flexsk.FlexTuner.fit
+    default_max_epochs, default_patience = (flexsk.FlexTuner(None).max_epochs,
+                                            flexsk.FlexTuner(None).patience)
 
-    def spy(net, **params):
-        given.append(params)
-        return flexsk.FlexTuner(net, **params, max_epochs=2)  # fast, whatever the default
+    def spy(self, *args, **kwargs):
+        given.append((self.max_epochs, self.patience))
+        return fit(self.set_params(max_epochs=2), *args, **kwargs)  # fast, whatever the default
 
-    monkeypatch.setattr(_runner, "FlexTuner", spy)
+    monkeypatch.setattr(flexsk.FlexTuner, "fit", spy)
     assert run_bench(dict(config, repeats={"2": 1}), tmp_path, progress=False, log=None) == 2
-    assert given and all("max_epochs" not in p and "patience" not in p for p in given)
+    assert given == [(default_max_epochs, default_patience)] * 2
     assert json.loads((tmp_path / "config.json").read_text())["max_epochs"] is None
     # The rows record what the tuner used: its own default patience here.
-    default_patience = flexsk.FlexTuner(None).patience
     assert {row["patience"] for row in read_results(tmp_path)} == {default_patience}
     bench.write_reports(tmp_path, log=None)
     assert "max_epochs and patience: estimator defaults" in (tmp_path / "table3.md").read_text()
@@ -669,7 +669,7 @@ def test_results_made_before_the_refit_remove_a_stale_selection_report(tmp_path,
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(
         row[:len(old)] for row in csv.reader(raw))
-    path.write_text(out.getvalue(), newline="")
+    path.write_bytes(out.getvalue().encode())
     assert main(["bench", "--report-only", "--output", str(tmp_path)]) == 0
     assert not (tmp_path / "selection.md").exists()  # no stale report left
     said = [line for line in capsys.readouterr().out.splitlines() if "selection.md" in line]
@@ -849,3 +849,35 @@ def test_refit_gain_per_ratio():
     rows = [_flex_row(0, {}, {}, {"conv1": 0.70}, "conv1", refit=0.75),
             _flex_row(1, {}, {}, {"conv1": 0.80}, "conv1", refit=0.81)]
     assert "0.750 → 0.780 (+3.0)" in refit_markdown(rows)
+
+
+# -- selection by another metric ---------------------------------------------------------------
+
+@pytest.mark.parametrize("scoring", ["balanced_accuracy", "map@10"])
+def test_bench_selects_by_a_scoring(tmp_path, capsys, scoring):
+    args = TINY_ARGS[:TINY_ARGS.index("--strategies")] + [
+        "--strategies", "ft-fc-1", "--max-epochs", "2", "--patience", "1", "--image-size",
+        str(IMAGE_SIZE), "--quiet", "--scoring", scoring, "--output", str(tmp_path)]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["scoring"] == scoring
+    assert f"selection by scoring={scoring!r}" in bench.describe_config(config)
+    rows = read_results(tmp_path / "results.csv")
+    assert len(rows) == 2
+    for row in rows:
+        if scoring == "balanced_accuracy":  # on the balanced test set, the accuracy
+            assert row["test_score"] == pytest.approx(row["test_accuracy"])
+        else:  # ft-fc (1) tunes the last unit, after the embedding: the source's mAP
+            assert row["test_score"] == pytest.approx(row["source_map_at_10"])
+    # the same directory without the option is another configuration
+    assert main(args[:args.index("--scoring")] + ["--output", str(tmp_path)]) == 2
+    assert f"scoring: {scoring!r} there, None now" in capsys.readouterr().err
+
+
+def test_bench_without_scoring_leaves_the_column_empty(tiny_run):
+    assert all(row["test_score"] is None for row in read_results(tiny_run / "results.csv"))
+
+
+def test_bench_refuses_an_unknown_scoring(tmp_path, capsys):
+    assert main(TINY_ARGS + ["--scoring", "accuracy_typo", "--output", str(tmp_path)]) == 2
+    assert "scoring" in capsys.readouterr().err

@@ -17,7 +17,8 @@ MAX_UNITS = Option("max_units", 1, (count(1),), "int",
                    "Most units the returned model tunes, for the strategies that end on a "
                    "single unit. See :ref:`several_units`.")
 PAIR_MARGIN = Option("pair_margin", 0.01, (real(0, 1, "both"),), "float",
-                     "Validation accuracy a larger selection must gain, strictly, to be kept "
+                     "Validation accuracy (or ``scoring``'s score) a larger selection must gain, "
+                     "strictly, to be kept "
                      "with ``max_units > 1``.")
 
 

@@ -377,6 +377,18 @@ def seed_for(base_seed, key):
     """The seed of the run of ``key`` in a fit whose ``random_state`` draws ``base_seed``:
     one per candidate, independent of the order candidates are trained in.
 
+    Parameters
+    ----------
+    base_seed : int
+        The seed that the fit's ``random_state`` draws.
+    key : hashable
+        What names the run: a unit's name, a tuple of them, or a run's name.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**31)``, the same for the same ``base_seed`` and ``key``.
+
     Examples
     --------
     >>> from flexsk.strategies import seed_for

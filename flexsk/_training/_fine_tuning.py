@@ -10,10 +10,10 @@ methods of :class:`FineTuning` (the :class:`~flexsk.strategies.TrainingContext`)
 * :meth:`FineTuning.evaluate`, :meth:`FineTuning.proxy_evaluations` and
   :meth:`FineTuning.relative_gradient_norms`: scores of given weights.
 
-Models are ranked by validation accuracy, then validation loss (lower wins),
-then forward order (:func:`rank`). A run keeps the weights of its best epoch
-under that rule, and goes on while it makes progress in either signal: a new
-best under the rule, or a new minimum of the validation loss.
+Models are ranked by validation accuracy (or FlexTuner's ``scoring``), then
+validation loss (lower wins), then forward order (:func:`rank`). A run keeps the
+weights of its best epoch under that rule, and goes on while it makes progress in
+either signal: a new best under the rule, or a new minimum of the validation loss.
 """
 
 import contextlib
@@ -49,7 +49,8 @@ LOSS_RTOL = 1e-4
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Validation accuracy and loss (the criterion on the target classes) of some weights.
+    """The validation score, accuracy and loss (the criterion on the target classes) of
+    some weights.
 
     Parameters
     ----------
@@ -57,37 +58,50 @@ class Evaluation:
         Fraction of validation samples classified correctly.
     loss : float
         Mean validation loss; NaN for a run that diverged.
+    score : float or None, default=None
+        FlexTuner's ``scoring`` on validation data (higher is better); None
+        when ``scoring`` is None, and the accuracy ranks.
 
     Examples
     --------
     >>> from flexsk.strategies import Evaluation
     >>> Evaluation(0.9, 0.3).improves_on(Evaluation(0.9, 0.4))
     True
+    >>> Evaluation(0.8, 0.3, score=0.7).value
+    0.7
     """
 
     accuracy: float
     loss: float
+    score: object = None
 
     @property
     def finite(self):
         return math.isfinite(self.loss)
 
+    @property
+    def value(self):
+        """What ranks: the score, or the accuracy without one."""
+        return self.accuracy if self.score is None else self.score
+
     def improves_on(self, other):
-        """Higher accuracy, or the same accuracy and a loss lower by more than LOSS_RTOL."""
+        """A higher value (score, or accuracy), or the same value and a loss lower by more
+        than LOSS_RTOL."""
         if not self.finite:
             return False
-        if other is None or not other.finite or self.accuracy > other.accuracy:
+        if other is None or not other.finite or self.value > other.value:
             return True
-        return (self.accuracy == other.accuracy
+        return (self.value == other.value
                 and self.loss < other.loss - LOSS_RTOL * abs(other.loss))
 
 
 def rank(evaluations):
     """Keys of ``evaluations`` (:class:`Evaluation`) from best to worst.
 
-    The ranking rule (:mod:`flexsk._ranking`): higher accuracy first, then
-    lower loss, then the earlier key (callers list units in forward order and
-    ``"all"`` last); evaluations whose loss is not finite (diverged runs) last.
+    The ranking rule (:mod:`flexsk._ranking`): higher value first (the
+    ``scoring``'s score, or the accuracy), then lower loss, then the earlier
+    key (callers list units in forward order and ``"all"`` last);
+    evaluations whose loss is not finite (diverged runs) last.
 
     Parameters
     ----------
@@ -105,7 +119,7 @@ def rank(evaluations):
     ...       "all": Evaluation(0.7, 0.3)})
     ['fc1', 'conv1', 'all']
     """
-    return ranked({key: e.accuracy for key, e in evaluations.items()},
+    return ranked({key: e.value for key, e in evaluations.items()},
                   {key: e.loss for key, e in evaluations.items()})
 
 
@@ -209,7 +223,8 @@ class Tuned:
 
     @property
     def val_score(self):
-        return self.evaluation.accuracy
+        """What ranks the run: its validation score, or accuracy without ``scoring``."""
+        return self.evaluation.value
 
     @property
     def val_loss(self):
@@ -236,6 +251,9 @@ class EpochRecord:
         Optimizer steps so far in this run.
     refit : bool
         Whether the run is the refit (training and validation data together).
+    val_score : float or None
+        FlexTuner's ``scoring`` on validation data after the epoch; None
+        without ``scoring`` and whenever ``val_accuracy`` is None.
     lr : tuple of float
         The learning rate each of the optimizer's parameter groups trained
         with in this epoch (at epoch 0, the first epoch's; one group, unless
@@ -265,6 +283,7 @@ class EpochRecord:
     refit: bool
     module: torch.nn.Module = field(repr=False)
     lr: tuple = ()
+    val_score: object = None
 
 
 class Patience:
@@ -485,6 +504,9 @@ class FineTuning:
     config : dict or None
         flexsk's settings (:func:`flexsk.get_config`) for this fit, read once
         when it starts; None reads them now.
+    scoring : ValidationScoring or None
+        FlexTuner's ``scoring``, ready to score validation outputs
+        (:mod:`flexsk._scoring`); None ranks by accuracy.
 
     Attributes
     ----------
@@ -497,9 +519,10 @@ class FineTuning:
 
     def __init__(self, pretrained, units, data, optimization, base_seed, *,
                  progress=None, log=None, on_epoch=None, cache="auto", cache_bytes=2 ** 30,
-                 n_jobs=None, head=None, head_alone=None, config=None):
+                 n_jobs=None, head=None, head_alone=None, config=None, scoring=None):
         self.pretrained = pretrained
         self.config = get_config() if config is None else config
+        self.scoring = scoring
         self.head = head
         self.head_alone = head_alone
         self._alone_start = None
@@ -552,7 +575,7 @@ class FineTuning:
                           self.base_seed, progress=self.progress, log=self.log,
                           on_epoch=self.on_epoch, cache=self.cache.enabled,
                           cache_bytes=self.cache.budget, n_jobs=self.n_jobs, head=self.head,
-                          config=self.config)
+                          config=self.config, scoring=self.scoring)
 
     # -- candidates --------------------------------------------------------------------
 
@@ -606,20 +629,30 @@ class FineTuning:
     # -- the two primitives ------------------------------------------------------------
 
     def evaluate(self, module, samples=None):
-        """Accuracy and mean loss of ``module`` on ``samples`` (validation data by
-        default), in eval mode. ``module`` is left in eval mode."""
+        """Accuracy, mean loss and score (FlexTuner's ``scoring``) of ``module`` on
+        ``samples`` (validation data by default), in eval mode. ``module`` is left in
+        eval mode."""
         opt, classes = self.optimization, self.data.classes
         samples = self.data.val if samples is None else samples
         module.eval()
-        correct, loss_sum = 0, 0.0
+        correct, loss_sum, kept = 0, 0.0, []
         with torch.no_grad(), self.autocast():
             for X, y in samples.eval_batches(opt.eval_batch_size):
                 with forward_pass():
                     outputs = gather(module(X), classes, opt.probabilities).float()
                 correct += int((outputs.argmax(1) == y).sum())
                 loss_sum += float(opt.get_loss(outputs, y)) * len(y)
+                if self.scoring is not None:
+                    kept.append((outputs.cpu(), y.cpu()))
         n = max(len(samples), 1)
-        return Evaluation(correct / n, loss_sum / n)
+        score = None
+        if self.scoring is not None and kept:
+            outputs = torch.cat([o for o, _ in kept])
+            score = math.nan  # a diverged run's outputs rank nothing (its loss puts it last)
+            if math.isfinite(loss_sum) and bool(torch.isfinite(outputs).all()):
+                score = self.scoring.score(self, module, samples, outputs,
+                                           torch.cat([t for _, t in kept]))
+        return Evaluation(correct / n, loss_sum / n, score)
 
     def proxy_evaluations(self, donor):
         """Each unit's proxy net (the pretrained net with that unit from ``donor``),
@@ -810,7 +843,7 @@ class FineTuning:
         improved = (best_epoch > 0 or run.reference is not None) and (
             best is None or best.improves_on(reference))
         if run.diverged and best is not None:  # marked, so that rank() puts it last
-            best = Evaluation(best.accuracy, math.nan)
+            best = Evaluation(best.accuracy, math.nan, best.score)
         if run.finish is not None:
             run.finish(module)
         for param in module.parameters():
@@ -822,8 +855,10 @@ class FineTuning:
 
     def _observe(self, run, epoch, train_loss, evaluation):
         if self.log is not None and epoch > 0 and evaluation is not None:
+            score = "" if evaluation.score is None else f", valid_score {evaluation.score:.4f}"
             self.log(f"[{key_name(run.key)}] epoch {epoch}: loss {train_loss:.4f}, "
-                     f"valid_acc {evaluation.accuracy:.4f}, valid_loss {evaluation.loss:.4f}")
+                     f"valid_acc {evaluation.accuracy:.4f}{score}, "
+                     f"valid_loss {evaluation.loss:.4f}")
         if self.on_epoch is not None:
             run.module.eval()  # as documented; the next epoch sets the training modes again
             self.on_epoch(EpochRecord(
@@ -832,7 +867,8 @@ class FineTuning:
                 val_loss=None if evaluation is None else evaluation.loss,
                 n_steps=run.n_steps, refit=self.data.val is None, module=run.module,
                 lr=() if run.optimizer is None else tuple(
-                    group["lr"] for group in run.optimizer.param_groups)))
+                    group["lr"] for group in run.optimizer.param_groups),
+                val_score=None if evaluation is None else evaluation.score))
 
     def _record(self, key, tuned, budget=None):
         """Keep the record of a finished run; the progress bar hands back its unused

@@ -23,9 +23,11 @@ class FoldModules(list):
 
 
 def mean_evaluation(evaluations):
-    """The mean accuracy and loss; a non-finite loss in any fold stays non-finite."""
+    """The mean accuracy, loss and score; a non-finite loss in any fold stays non-finite."""
+    scores = [e.score for e in evaluations]
     return Evaluation(float(np.mean([e.accuracy for e in evaluations])),
-                      float(np.mean([e.loss for e in evaluations])))
+                      float(np.mean([e.loss for e in evaluations])),
+                      None if any(s is None for s in scores) else float(np.mean(scores)))
 
 
 def _combined(runs):
@@ -83,6 +85,7 @@ class CrossValidation:
         self.head = first.head
         self.optimization = first.optimization
         self.config = first.config
+        self.scoring = first.scoring
         self.stopping = first.stopping
         self.data = first.data  # the classes; each fold holds its own samples
         self.runs = []

@@ -42,14 +42,15 @@ through this package, or the command line, :mod:`flexsk.cli`.
 
 from ._config import (STRATEGIES, BenchConfigError, BenchError, make_config,  # noqa: F401
                       BENCH_VERSION, DEFAULT_OUTPUT, DEFAULTS, LABELS, MAP_K, QUICK,
-                      QUICK_OUTPUT, RECIPES, REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE,
+                      QUICK_OUTPUT, RECIPES, REFERENCES, RETRIEVAL_SCORING, RETRIEVAL_STRATEGIES,
+                      SHIFT_RANDOM_STATE,
                       describe_config,
-                      n_channels_of, plan_runs)
+                      n_channels_of, plan_runs, write_config)
 from ._reports import write_reports
 from .._text import format_table, key_name
 from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
-                       parse_row, run_key)
+                       appending, parse_row, run_key)
 from ._runner import run_bench
 from ._tables import (agreement_markdown, bold_cells, mean_accuracies,  # noqa: F401
                       mean_accuracy_markdown, picks_markdown, recipes_markdown, refit_markdown,

@@ -3,7 +3,8 @@
 import json
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.metrics import get_scorer_names
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._checks import IMAGE_SIZE, check_image_size
 from .._files import atomic_write
@@ -13,7 +14,7 @@ from ..zoo import ARCHS
 
 __all__ = ["BENCH_VERSION", "STRATEGIES", "LABELS", "RECIPES", "REFERENCES",
            "RETRIEVAL_STRATEGIES",
-           "MAP_K",
+           "MAP_K", "RETRIEVAL_SCORING",
            "SHIFT_RANDOM_STATE", "DEFAULTS", "QUICK", "DEFAULT_OUTPUT", "QUICK_OUTPUT",
            "ESTIMATOR_SETTINGS", "BenchError", "BenchConfigError", "make_config",
            "estimator_settings", "n_channels_of", "plan_runs", "describe_config", "read_config",
@@ -45,12 +46,15 @@ REFERENCES = ("scratch",)
 RETRIEVAL_STRATEGIES = ("ft-fc-1", "ft-all", "flex")
 
 MAP_K = 10
+#: ``--scoring`` for selection by retrieval: mAP@MAP_K against each scenario's source
+#: gallery (:func:`flexsk.metrics.make_retrieval_scorer`).
+RETRIEVAL_SCORING = f"map@{MAP_K}"
 SHIFT_RANDOM_STATE = 0
 #: The grid's defaults; None for ``max_epochs`` and ``patience`` leaves
 #: FlexTuner's own defaults.
 DEFAULTS = dict(nets=("conv4", "conv7"), shifts=None, ratios=(2, 10, 40), repeats=5,
                 other_repeats=1, strategies=tuple(STRATEGIES), max_epochs=None,
-                patience=None, image_size=16)
+                patience=None, image_size=16, scoring=None)
 #: ``--quick``: a subset of 72 runs of the paper's strategies, about two minutes on 2
 #: cores (103 s measured with one torch thread; docs/benchmarks.md gives the command).
 QUICK = dict(nets=("conv4",), shifts=("blur", "rotation", "mnistm"), ratios=(2, 10),
@@ -123,12 +127,13 @@ _COUNT = Interval(Integral, 1, None, closed="left")
         "patience": [_COUNT, None],
         "image_size": [IMAGE_SIZE, None],
         "quick": ["boolean"],
+        "scoring": [StrOptions(set(get_scorer_names()) | {RETRIEVAL_SCORING}), None],
     },
     prefer_skip_nested_validation=True,
 )
 def make_config(*, nets=None, shifts=None, ratios=None, repeats=None, other_repeats=None,
                 strategies=None, max_epochs=None, patience=None, image_size=None,
-                quick=False):
+                quick=False, scoring=None):
     """The bench configuration: the grid and the training settings, as a JSON-able dict.
 
     Parameters
@@ -150,6 +155,13 @@ def make_config(*, nets=None, shifts=None, ratios=None, repeats=None, other_repe
         Image side, a multiple of 8 (default 16).
     quick : bool, default=False
         Use the ``--quick`` grid for whatever is not given.
+    scoring : str or None, default=None
+        FlexTuner's ``scoring`` for every run: None (the validation
+        accuracy), a scikit-learn scorer name, or ``"map@10"``
+        (:data:`RETRIEVAL_SCORING`: retrieval mAP@10 against the scenario's
+        source gallery). With one, each row's ``test_score`` is the
+        selection run's pick's score on the test data; the configuration
+        holds ``"scoring"`` only then.
 
     Returns
     -------
@@ -196,7 +208,7 @@ def make_config(*, nets=None, shifts=None, ratios=None, repeats=None, other_repe
     repeats = {str(r): repeats[r] for r in ratios}
     if min(repeats.values()) < 1:
         raise ValueError(f"every ratio needs at least 1 repeat, got {repeats}.")
-    return {
+    config = {
         "bench_version": BENCH_VERSION,
         "nets": nets,
         "shifts": shifts,
@@ -211,6 +223,9 @@ def make_config(*, nets=None, shifts=None, ratios=None, repeats=None, other_repe
         "shift_random_state": SHIFT_RANDOM_STATE,
         "map_k": MAP_K,
     }
+    if scoring is not None:  # absent otherwise, as in the configurations made before it
+        config["scoring"] = scoring
+    return config
 
 
 def _unique(values, allowed, what):
@@ -286,7 +301,13 @@ def describe_config(config):
             f"class; repeats: {repeats}; strategies {', '.join(config['strategies'])}; "
             f"{training}, "
             f"image_size={config['image_size']}, lr {config['lr']}, batch size "
-            f"{config['batch_size']}, shift random_state={config['shift_random_state']}.")
+            f"{config['batch_size']}, shift random_state={config['shift_random_state']}"
+            f"{_scoring_text(config)}.")
+
+
+def _scoring_text(config):
+    scoring = config.get("scoring")
+    return "" if scoring is None else f", selection by scoring={scoring!r}"
 
 
 def read_config(path):

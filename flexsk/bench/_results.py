@@ -78,6 +78,8 @@ _COLUMN_TYPES = {
     "best_epochs": (json, False),
     "refit_epochs": (int, True),
     "refit_seconds": (float, False),
+    # the config's scoring (None without one): the selection run's pick's test score
+    "test_score": (float, True),
 }
 #: What Table 3 and the selection reports read: a row with one of them empty is
 #: incomplete wherever it is read (the runner requires every column that may not be

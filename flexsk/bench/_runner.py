@@ -20,11 +20,11 @@ from .._files import atomic_write
 from .._network import net_like
 from .._text import key_name
 from ..datasets import load_digits_source, make_digits_shift, train_val_test_split
-from ..metrics import map_at_k
+from ..metrics import make_retrieval_scorer, map_at_k
 from ..zoo import load_source_net
-from ._config import (REFERENCES, RETRIEVAL_STRATEGIES, SHIFT_RANDOM_STATE, STRATEGIES,
-                      BenchConfigError,
-                      BenchError, describe_config, estimator_settings, plan_runs, read_config,
+from ._config import (REFERENCES, RETRIEVAL_SCORING, RETRIEVAL_STRATEGIES,
+                      SHIFT_RANDOM_STATE, STRATEGIES, BenchConfigError, BenchError,
+                      describe_config, estimator_settings, plan_runs, read_config,
                       write_config)
 from ._results import (CONFIG_JSON, LOCK_FILE, RESULTS_CSV, TIMING_JSON, appending,
                        clean_results, run_key)
@@ -155,10 +155,13 @@ def _run_one(run, scenario, config):
     net = scenario.net
     if run["strategy"] in REFERENCES:
         net = _reinitialized(net, run["repeat"])
-    tuner = FlexTuner(net, keep_candidates=True, random_state=run["repeat"],
+    scoring = _scoring(config, scenario)
+    tuner = FlexTuner(net, keep_candidates=True, random_state=run["repeat"], scoring=scoring,
                       **estimator_settings(config), **STRATEGIES[run["strategy"]])
     tuner.fit(X_train, y_train, X_val=X_val, y_val=y_val)
     candidate_test_scores = tuner.score_candidates(X_test, y_test)
+    test_score = None if scoring is None else tuner.score_candidates(
+        X_test, y_test, scoring=scoring)[tuner.selected_unit_]
     row = dict(run, n_train=len(y_train), image_size=config["image_size"],
                max_epochs=tuner.max_epochs, patience=tuner.patience, lr=net.lr,
                batch_size=net.batch_size,
@@ -177,7 +180,7 @@ def _run_one(run, scenario, config):
                proxy_losses=tuner.proxy_losses_,
                best_epochs=tuner.best_epochs_,
                refit_epochs=tuner.refit_epochs_,
-               refit_seconds=round(tuner.refit_time_, 4))
+               refit_seconds=round(tuner.refit_time_, 4), test_score=test_score)
     if run["strategy"] in RETRIEVAL_STRATEGIES:
         gallery = tuner.pretrained_transform(scenario.X_source)
         row["map_at_10"] = map_at_k(tuner.transform(X_test), y_test, gallery,
@@ -185,6 +188,14 @@ def _run_one(run, scenario, config):
         row["source_map_at_10"] = map_at_k(tuner.pretrained_transform(X_test), y_test,
                                            gallery, scenario.y_source, k=config["map_k"])
     return row
+
+
+def _scoring(config, scenario):
+    """FlexTuner's ``scoring`` for the configuration's ``scoring`` on ``scenario``."""
+    scoring = config.get("scoring")
+    if scoring == RETRIEVAL_SCORING:
+        return make_retrieval_scorer(scenario.X_source, scenario.y_source, k=config["map_k"])
+    return scoring
 
 
 def _reinitialized(net, seed):

@@ -1,10 +1,12 @@
 """Shared fixtures. Session-scoped nets and data are never mutated by tests."""
 
+import copy
 import hashlib
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from flexsk.datasets import make_digits_shift, subsample_per_class
 from flexsk.zoo import load_source_net
@@ -127,3 +129,104 @@ def refitted(fit):
                     str(w.message) for w in caught)
     assert (tuner.refit_epochs_ is not None) != fell_back
     return tuner
+
+
+class Scripted:
+    """Validation passes with scripted results, through FlexTuner's public hooks only.
+
+    Each validation pass (epoch 0, the validated epochs, proxies, the refit's check)
+    gets the next (score, loss) pair of ``evaluations``, then the last pair for good;
+    a bare number is a score with the loss 1.0. Fit
+    ``FlexTuner(scripted.net(net), scoring=scripted.score, ...)``:
+
+    * ``score``, the scorer, is called once per validation pass, after its batches:
+      it returns the pass's score, which ranks in place of the accuracy (and is what
+      ``validation_scores_`` report), and moves the script on;
+    * ``net(net)`` is a copy of ``net`` whose criterion is the true loss where
+      gradients are taken (training) and the pass's scripted loss where none are
+      (every validation pass);
+    * ``keep_weights``, passed as ``on_epoch``, keeps the weights of every epoch of
+      the selection runs in ``weights[candidate][epoch]``.
+
+    The accuracies stay the real ones: a check that reads the accuracy itself (the
+    chance-level warning) is not scripted by this.
+    """
+
+    def __init__(self, evaluations):
+        self.evaluations = [e if isinstance(e, tuple) else (e, 1.0) for e in evaluations]
+        self.n_passes = 0
+        self.weights = {}
+
+    def __deepcopy__(self, memo):
+        return self  # one script, whichever copy of the net reads it
+
+    @property
+    def current(self):
+        return self.evaluations[min(self.n_passes, len(self.evaluations) - 1)]
+
+    def score(self, estimator, X, y):
+        value = self.current[0]
+        self.n_passes += 1
+        return value
+
+    def keep_weights(self, record):
+        if not record.refit:
+            self.weights.setdefault(record.candidate, {})[record.epoch] = copy.deepcopy(
+                record.module.state_dict())
+
+    def net(self, net):
+        return copy.deepcopy(net).set_params(criterion=_ScriptedLoss(self))
+
+
+class _ScriptedLoss(nn.CrossEntropyLoss):
+    """Cross-entropy to train on; the script's loss in a pass without gradients."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = script
+
+    def forward(self, outputs, y):
+        if torch.is_grad_enabled():
+            return super().forward(outputs, y)
+        return torch.tensor(self.script.current[1], dtype=torch.float64)
+
+
+class UnitCalls:
+    """Which units of a net run in each training run's epochs, and on inputs on which
+    device: forward hooks on the net's layers (the copies a fit trains keep them), read
+    against FlexTuner's ``on_epoch`` records (pass ``on_epoch=unit_calls.on_epoch``).
+
+    A run's epoch 0 is recorded after its set-up, which computes the cached inputs of
+    its units, if any: a unit before the cut does not run again in the epochs that
+    follow, and the first unit after it takes the cached inputs as they are stored."""
+
+    def __init__(self, net):
+        self.events = []
+        for name, layer in net.module_.named_modules():
+            if not any(True for _ in layer.children()) and any(
+                    True for _ in layer.parameters(recurse=False)):
+                layer.register_forward_hook(self._hook(name.split(".")[0]))
+
+    def _hook(self, unit):
+        def hook(module, args, output):
+            device = args[0].device.type if args and torch.is_tensor(args[0]) else None
+            self.events.append((unit, device))
+        return hook
+
+    def on_epoch(self, record):
+        self.events.append(record)
+
+    def runs(self, devices=False):
+        """(candidate, refit, the units that ran in its epochs) for each run, in order;
+        with ``devices``, (unit, the device type of its input) pairs in place of units."""
+        runs, pending = [], set()
+        for event in self.events:
+            if isinstance(event, tuple):
+                pending.add(event if devices else event[0])
+            elif event.epoch == 0:
+                runs.append((event.candidate, event.refit, set()))
+                pending = set()
+            else:
+                runs[-1][2].update(pending)
+                pending = set()
+        return runs

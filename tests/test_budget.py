@@ -6,8 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import Scripted
 from sklearn.exceptions import ConvergenceWarning
-from test_selection import Scripted
 
 from flexsk import FlexTuner
 from flexsk._training import Stopping
@@ -64,14 +64,15 @@ def test_a_run_validates_on_its_schedule_and_after_its_last_epoch(conv4, target)
     assert tuner.best_epochs_["fc2"] in validated
 
 
-def test_patience_is_counted_in_epochs_at_validated_epochs(conv4, target, monkeypatch):
+def test_patience_is_counted_in_epochs_at_validated_epochs(conv4, target):
     # one improvement at the first validation (epoch 4), then nothing: patience 8 runs out
     # at the first validated epoch 8 or more epochs later
-    Scripted([(0.1, 1.0), (0.5, 1.0)]).install(monkeypatch)
+    scripted = Scripted([(0.1, 1.0), (0.5, 1.0)])
     X, y = two_per_class(target)
-    tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, patience=8, validate_every=4,
-                      random_state=0, refit=False).fit(X, y, X_val=target["X_val"],
-                                                       y_val=target["y_val"])
+    tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", max_epochs=100, patience=8,
+                      validate_every=4, random_state=0, refit=False,
+                      scoring=scripted.score).fit(X, y, X_val=target["X_val"],
+                                                  y_val=target["y_val"])
     assert tuner.best_epochs_ == {"fc2": 4}
     assert tuner.n_epochs_ == {"fc2": 12}
 
@@ -87,36 +88,36 @@ def test_validate_every_is_checked(conv4):
 # -- budgets that say when they cut a run short ------------------------------------------------
 
 
-def test_a_pick_still_improving_at_max_epochs_warns_and_is_recorded(
-        conv4, target, monkeypatch):
+def test_a_pick_still_improving_at_max_epochs_warns_and_is_recorded(conv4, target):
     # the loss falls at every validation: the run is still improving when max_epochs ends it
-    Scripted([(0.5, 10.0 - 0.1 * i) for i in range(50)]).install(monkeypatch)
+    scripted = Scripted([(0.5, 10.0 - 0.1 * i) for i in range(50)])
     with pytest.warns(ConvergenceWarning, match=r"'fc2' reached max_epochs \(6 epochs"):
-        tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=6, patience=3, random_state=0,
-                          refit=False).fit(target["X"], target["y"], X_val=target["X_val"],
-                                           y_val=target["y_val"])
+        tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", max_epochs=6, patience=3,
+                          random_state=0, refit=False, scoring=scripted.score).fit(
+            target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.max_epochs_reached_ == {"fc2": True}
 
 
-def test_a_run_that_stops_by_patience_is_not_reported(conv4, target, monkeypatch):
-    Scripted([(0.1, 1.0), (0.5, 1.0)]).install(monkeypatch)
+def test_a_run_that_stops_by_patience_is_not_reported(conv4, target):
+    scripted = Scripted([(0.1, 1.0), (0.5, 1.0)])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=20, patience=3, random_state=0,
-                          refit=False).fit(target["X"], target["y"], X_val=target["X_val"],
-                                           y_val=target["y_val"])
+        tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", max_epochs=20, patience=3,
+                          random_state=0, refit=False, scoring=scripted.score).fit(
+            target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.max_epochs_reached_ == {"fc2": False}
     assert tuner.n_epochs_ == {"fc2": 4}
 
 
-def test_a_run_whose_best_epoch_is_old_is_not_reported_at_the_cap(conv4, target, monkeypatch):
-    # the loss keeps falling a little (progress: the run goes on), accuracy peaked long ago
-    evaluations = [(0.1, 1.0), (0.5, 1.0)] + [(0.4, 0.99 - 0.01 * i) for i in range(40)]
-    Scripted(evaluations).install(monkeypatch)
+def test_a_run_whose_best_epoch_is_old_is_not_reported_at_the_cap(conv4, target):
+    # the loss keeps falling a little (progress: the run goes on), the score (what ranks in
+    # place of the accuracy) peaked long ago
+    scripted = Scripted([(0.1, 1.0), (0.5, 1.0)] + [(0.4, 0.99 - 0.01 * i) for i in range(40)])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=12, patience=3, random_state=0,
-                          validate_every=1, refit=False).fit(
+        tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", max_epochs=12, patience=3,
+                          random_state=0, validate_every=1, refit=False,
+                          scoring=scripted.score).fit(
             target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.best_epochs_ == {"fc2": 1}
     assert tuner.n_epochs_ == {"fc2": 12}

@@ -5,13 +5,14 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from conftest import UnitCalls
 from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
 from flexsk._surgery import Cuts
-from flexsk._training import ActivationCache, FineTuning, Stopping
 from flexsk._units import resolve_units
+from flexsk.strategies import Outcome
 
 FAST = dict(max_epochs=6, patience=3, random_state=0)
 
@@ -36,22 +37,16 @@ def test_cache_on_and_off_give_identical_fits(conv7, target, strategy):
     assert_same_fit(cached, uncached, target["X_test"])
 
 
-def test_cache_is_used_and_respects_the_budget(conv7, target, monkeypatch):
-    used = []
-    original = ActivationCache.inputs
-
-    def spy(self, unit_name):
-        used.append(unit_name)
-        return original(self, unit_name)
-
-    monkeypatch.setattr(ActivationCache, "inputs", spy)
-    fit(conv7, target, strategy="ft-fc")
-    assert used and set(used) == {"fc2"}
-    used.clear()
-    fit(conv7, target, strategy="ft-fc", activation_cache_bytes=0)
-    assert used == []
-    fit(conv7, target, strategy="ft-fc", activation_cache=False)
-    assert used == []
+def test_cache_is_used_and_respects_the_budget(conv7, target):
+    seen = UnitCalls(conv7)
+    units = fit(conv7, target, strategy="ft-fc", on_epoch=seen.on_epoch).units_
+    assert len(units) == 7
+    # the selection run and the refit of fc2: only fc2 ran, on its cached inputs
+    assert seen.runs() == [("fc2", False, {"fc2"}), ("fc2", True, {"fc2"})]
+    for params in (dict(activation_cache_bytes=0), dict(activation_cache=False)):
+        seen.events.clear()
+        fit(conv7, target, strategy="ft-fc", on_epoch=seen.on_epoch, **params)
+        assert seen.runs() == [("fc2", False, set(units)), ("fc2", True, set(units))]
 
 
 class Branchy(nn.Module):
@@ -146,31 +141,25 @@ def test_fallback_and_partial_cuts_match_uncached(target, make_module, strategy)
 
 
 def test_continuing_from_tuned_weights_caches_only_when_the_prefix_is_pretrained(
-        conv7, target, monkeypatch):
-    used = []
-    original = ActivationCache.inputs
-    monkeypatch.setattr(ActivationCache, "inputs",
-                        lambda self, name: used.append(name) or original(self, name))
-    seen = {}
-    init = FineTuning.__init__
+        conv7, target):
+    def continuing(ctx):
+        one_epoch = ctx.stopping.replace(max_epochs=1)
+        first = ctx.tune("conv3", stopping=one_epoch)
+        # continuing conv3's own training: its prefix is still pretrained, so cached
+        again = ctx.tune("conv3", start=first.module, stopping=one_epoch)
+        # a start whose conv2 moved: the cached conv3 inputs would be wrong
+        moved = ctx.tune("conv2", stopping=one_epoch).module
+        ctx.tune("conv3", start=moved, stopping=one_epoch)
+        return Outcome("conv3", {"conv3": again})
 
-    def spy(self, *a, **k):
-        init(self, *a, **k)
-        seen.setdefault("ft", self)  # the selection run's, not the refit's
-
-    monkeypatch.setattr(FineTuning, "__init__", spy)
-    fit(conv7, target, strategy="ft-fc", max_epochs=1)
-    ft = seen["ft"]
-    one_epoch = Stopping(max_epochs=1)
-    first = ft.tune("conv3", stopping=one_epoch)
-    used.clear()
-    # continuing conv3's own training: its prefix is still pretrained, so cached
-    again = ft.tune("conv3", start=first.module, stopping=one_epoch)
-    assert used == ["conv3"]
-    used.clear()
-    # a start whose conv2 moved: the cached conv3 inputs would be wrong
-    moved = ft.tune("conv2", stopping=one_epoch).module
-    assert used == ["conv2"]
-    ft.tune("conv3", start=moved, stopping=one_epoch)
-    assert used == ["conv2"]  # conv3 ran uncached
-    assert again.n_epochs == 1
+    seen = UnitCalls(conv7)
+    tuner = fit(conv7, target, strategy=continuing, refit=False, on_epoch=seen.on_epoch)
+    units = tuner.units_
+    assert units[1:3] == ["conv2", "conv3"]
+    assert seen.runs() == [
+        ("conv3", False, set(units[2:])),
+        ("conv3", False, set(units[2:])),  # cached
+        ("conv2", False, set(units[1:])),
+        ("conv3", False, set(units)),  # ran uncached
+    ]
+    assert tuner.n_epochs_ == {"conv3": 1}

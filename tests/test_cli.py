@@ -52,27 +52,26 @@ def test_version(capsys):
 
 
 def test_demo_passes_only_the_settings_it_is_given(monkeypatch, cache_dir, capsys):
-    from flexsk import _demo
-
     monkeypatch.setenv("FLEXSK_CACHE_DIR", str(cache_dir))
     given = []
+    fit = flexsk.FlexTuner.fit
+    defaults = (flexsk.FlexTuner(None).max_epochs, flexsk.FlexTuner(None).patience)
 
-    def spy(net, **params):
-        given.append(params)
-        return flexsk.FlexTuner(net, **dict(params, max_epochs=1))
+    def spy(self, *args, **kwargs):
+        given.append((self.max_epochs, self.patience))
+        return fit(self.set_params(max_epochs=1), *args, **kwargs)  # fast, whatever was given
 
-    monkeypatch.setattr(_demo, "FlexTuner", spy)
+    monkeypatch.setattr(flexsk.FlexTuner, "fit", spy)
     # one job: the strategies fit in this process, where the spy is
     demo = ["demo", "--arch", "conv4", "--image-size", str(IMAGE_SIZE), "--quiet", "--jobs", "1"]
     assert main(demo) == 0
-    assert len(given) == 7
-    assert all("max_epochs" not in p and "patience" not in p for p in given)
+    assert given == [defaults] * 7  # the estimator's own
     out = capsys.readouterr().out
     assert "20 training images (2 per class), 200 validation, 340 test" in out
     assert "| ft-fc (2) " in out
     given.clear()
     assert main(demo + ["--max-epochs", "7", "--patience", "3"]) == 0
-    assert all((p["max_epochs"], p["patience"]) == (7, 3) for p in given)
+    assert given == [(7, 3)] * 7
 
 
 # -- layers: flexsk's modules import each other one way -----------------------------------

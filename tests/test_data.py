@@ -16,12 +16,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
-from torch.utils.data import ConcatDataset, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from conftest import refitted
 
 from flexsk import FlexTuner, preview_units
-from flexsk._training import DatasetSamples, FineTuning
 from flexsk._units import resolve_units
 
 FAST = dict(max_epochs=3, patience=2, random_state=0)
@@ -83,22 +82,35 @@ def test_dataset_errors(conv4, target, call, message):
         call(FlexTuner(conv4, **FAST), target["X"], target["y"])
 
 
-def test_refit_concatenates_the_training_and_validation_datasets(conv4, target, monkeypatch):
-    seen = []
-    original = FineTuning.on_all_data
+class Counted(TensorDataset):
+    """Counts the reads of each item."""
 
-    def spy(self):
-        all_data = original(self)
-        seen.append(all_data.data.train)
-        return all_data
+    def __init__(self, X, y):
+        super().__init__(torch.as_tensor(X), torch.as_tensor(y))
+        self.reads = np.zeros(len(X), dtype=int)
 
-    monkeypatch.setattr(FineTuning, "on_all_data", spy)
-    FlexTuner(conv4, strategy="ft-all", **FAST).fit(
-        as_dataset(target["X"], target["y"]), X_val=as_dataset(target["X_val"], target["y_val"]))
-    (samples,) = seen
-    assert isinstance(samples, DatasetSamples)
-    assert isinstance(samples.dataset, ConcatDataset)
-    assert len(samples) == len(target["y"]) + len(target["y_val"])
+    def __getitem__(self, i):
+        self.reads[i] += 1
+        return super().__getitem__(i)
+
+
+def test_refit_concatenates_the_training_and_validation_datasets(conv4, target):
+    train, val = Counted(target["X"], target["y"]), Counted(target["X_val"], target["y_val"])
+    refit = []  # the refit's epochs: steps so far, and the reads of each dataset so far
+
+    def on_epoch(record):
+        if record.refit:
+            refit.append((record.epoch, record.n_steps, train.reads.copy(), val.reads.copy()))
+
+    FlexTuner(conv4, strategy="ft-all", on_epoch=on_epoch, **FAST).fit(train, X_val=val)
+    (_, _, train_before, val_before), *epochs = refit
+    n_epochs, _, train_after, val_after = epochs[-1]
+    assert [epoch for epoch, *_ in epochs] == list(range(1, n_epochs + 1)) and n_epochs >= 1
+    # every training and validation item, once an epoch, in batches drawn from both at once
+    assert np.all(train_after - train_before == n_epochs)
+    assert np.all(val_after - val_before == n_epochs)
+    n_samples = len(target["y"]) + len(target["y_val"])
+    assert epochs[0][1] == -(-n_samples // conv4.batch_size)
 
 
 def test_batches_come_from_the_base_nets_iterator_settings(conv4, target):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_pick_if_clear
+from conftest import UnitCalls, assert_same_pick_if_clear
 
 from flexsk import FlexTuner
 
@@ -62,22 +62,15 @@ def test_cuda_fit_matches_cpu_selection(conv7, target, strategy):
 
 @pytest.mark.cuda
 @cuda
-def test_cuda_caches_live_on_the_device(conv7, target, monkeypatch):
-    from flexsk._training import ActivationCache
-
-    devices = []
-    original = ActivationCache.inputs
-
-    def spy(self, name):
-        inputs = original(self, name)
-        devices.extend(t.device.type for t in inputs)
-        return inputs
-
-    monkeypatch.setattr(ActivationCache, "inputs", spy)
+def test_cuda_caches_live_on_the_device(conv7, target):
     gpu_net = conv7.set_params(device="cuda")
     gpu_net.initialize()
-    fit(gpu_net, target, strategy="ft-fc")
-    assert devices and set(devices) == {"cuda"}
+    seen = UnitCalls(gpu_net)
+    fit(gpu_net, target, strategy="ft-fc", on_epoch=seen.on_epoch)
+    # only fc2 ran in the epochs of its selection run and its refit: on the cached inputs,
+    # which reach it as they are stored
+    assert seen.runs(devices=True) == [("fc2", False, {("fc2", "cuda")}),
+                                       ("fc2", True, {("fc2", "cuda")})]
 
 
 class _Viewing(torch.nn.Module):

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import flexsk
-from flexsk import metrics
 from flexsk.metrics import map_at_k
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -169,19 +168,32 @@ def test_block_size_does_not_change_result(block_bytes):
         assert map_at_k(q, ql, g, gl, k=5) == pytest.approx(reference_map(q, ql, g, gl, 5))
 
 
-def test_blocks_respect_the_memory_budget(monkeypatch):
-    q, ql, g, gl = gaussian_data(0, n_queries=50, n_gallery=40, dtype=np.float32)
+class ScoreBlocks(torch.Tensor):
+    """Embeddings that record the shape of every matrix product computed from them: the
+    blocks of query-to-gallery scores that map_at_k holds at once."""
+
+    PRODUCTS = {torch.addmm, torch.mm, torch.matmul, torch.einsum, torch.cdist,
+                torch.Tensor.addmm, torch.Tensor.mm, torch.Tensor.matmul,
+                torch.Tensor.__matmul__}
     shapes = []
-    original = metrics._smallest_by_index
 
-    def spy(dist, m):
-        shapes.append(tuple(dist.shape))
-        return original(dist, m)
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        result = super().__torch_function__(func, types, args, kwargs)
+        if func in cls.PRODUCTS and result.dim() == 2:
+            cls.shapes.append(tuple(result.shape))
+        return result
 
-    monkeypatch.setattr(metrics, "_smallest_by_index", spy)
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_blocks_respect_the_memory_budget(metric):
+    q, ql, g, gl = gaussian_data(0, n_queries=50, n_gallery=40, dtype=np.float32)
+    ScoreBlocks.shapes = []
     with flexsk.config_context(working_memory=4 * 40 * 8 / 2 ** 20):  # 8 float32 rows
-        map_at_k(q, ql, g, gl, k=3)
-    assert shapes == [(8, 40)] * 6 + [(2, 40)]
+        watched = map_at_k(torch.as_tensor(q).as_subclass(ScoreBlocks), ql,
+                           torch.as_tensor(g).as_subclass(ScoreBlocks), gl, k=3, metric=metric)
+    assert ScoreBlocks.shapes == [(8, 40)] * 6 + [(2, 40)]
+    assert watched == map_at_k(q, ql, g, gl, k=3, metric=metric)
 
 
 # --------------------------------------------------------------------------

@@ -1,19 +1,22 @@
 """Selection you can trust: ranking by accuracy then loss, refit, warnings, cv, patience."""
 
 import copy
+import dataclasses
+import inspect
+import re
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import refitted, state_hash
+from conftest import Scripted, refitted, state_hash
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
 from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner, SelectionWarning
-from flexsk._training import Evaluation, FineTuning
-from flexsk.strategies import Outcome
+from flexsk.strategies import Evaluation, Outcome
 
 FAST = dict(max_epochs=6, patience=3, random_state=0)
 
@@ -26,25 +29,6 @@ def fit(net, target, **params):
 def differing_keys(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return {k for k in sa if not torch.equal(sa[k], sb[k])}
-
-
-class Scripted:
-    """Replaces FineTuning.evaluate: scripted (accuracy, loss) per call, then constant."""
-
-    def install(self, monkeypatch):
-        monkeypatch.setattr(FineTuning, "evaluate",
-                            lambda ft, module, samples=None: self(module))
-        return self
-
-    def __init__(self, evaluations):
-        self.evaluations = list(evaluations)
-        self.snapshots = []
-
-    def __call__(self, module):
-        self.snapshots.append(copy.deepcopy(module.state_dict()))
-        if len(self.evaluations) > 1:
-            return Evaluation(*self.evaluations.pop(0))
-        return Evaluation(*self.evaluations[0])
 
 
 # -- early stopping: accuracy, then loss -------------------------------------------------------
@@ -71,16 +55,21 @@ class Scripted:
     ([(0.5, 1.0), (0.6, 0.9), (0.6, 0.7), (0.6, 0.8)], None, 2, 6),
 ])
 def test_early_stopping_ranks_epochs_by_accuracy_then_loss(
-        conv4, target, monkeypatch, evaluations, patience, best_epoch, n_epochs):
-    scripted = Scripted(evaluations).install(monkeypatch)
-    tuner = fit(conv4, target, strategy="ft-fc", patience=patience, refit=False,
-                max_epochs=7 if len(evaluations) > 6 else 6)
+        conv4, target, evaluations, patience, best_epoch, n_epochs):
+    # the scripted scores rank as accuracies do (the ranking rule reads either)
+    scripted = Scripted(evaluations)
+    tuner = fit(scripted.net(conv4), target, strategy="ft-fc", patience=patience, refit=False,
+                max_epochs=7 if len(evaluations) > 6 else 6, scoring=scripted.score,
+                on_epoch=scripted.keep_weights)
     assert tuner.n_epochs_["fc2"] == n_epochs
     assert tuner.best_epochs_["fc2"] == best_epoch
     assert tuner.validation_scores_["fc2"] == evaluations[best_epoch][0]
-    assert tuner.validation_losses_["fc2"] == evaluations[best_epoch][1]
+    assert tuner.validation_losses_["fc2"] == pytest.approx(evaluations[best_epoch][1],
+                                                            rel=1e-12)
     restored = tuner.net_.module_.state_dict()
-    for key, value in scripted.snapshots[best_epoch].items():
+    kept = scripted.weights["fc2"][best_epoch]
+    assert restored.keys() == kept.keys()
+    for key, value in kept.items():
         assert torch.equal(restored[key], value), key
 
 
@@ -172,10 +161,10 @@ def test_refit_with_the_internal_split_uses_every_sample(conv4, target):
     assert _steps_per_epoch(records, refit=True) == 4
 
 
-def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target, monkeypatch):
-    Scripted([(0.5, 1.0)]).install(monkeypatch)
+def test_a_pick_that_peaked_at_epoch_0_stays_pretrained(conv4, target):
+    scripted = Scripted([(0.5, 1.0)])
     with pytest.warns(SelectionWarning, match="No candidate ranks above the pretrained net"):
-        tuner = fit(conv4, target, strategy="ft-fc")
+        tuner = fit(scripted.net(conv4), target, strategy="ft-fc", scoring=scripted.score)
     assert tuner.best_epochs_ == {"fc2": 0} and tuner.refit_epochs_ == 0
     assert state_hash(tuner.net_.module_) == state_hash(conv4.module_)
 
@@ -221,24 +210,29 @@ def test_a_huge_lr_raises_or_warns(conv4, target, strategy, optimizer):
     assert any(issubclass(w.category, SelectionWarning) for w in caught)
 
 
-def test_a_pick_whose_loss_grew_far_above_the_pretrained_nets_is_flagged(
-        conv4, target, monkeypatch):
+def test_a_pick_whose_loss_grew_far_above_the_pretrained_nets_is_flagged(conv4, target):
     # one more sample right, but confidently wrong elsewhere: the loss 50 times the start's
-    Scripted([(0.5, 1.0), (0.51, 50.0), (0.4, 60.0)]).install(monkeypatch)
+    scripted = Scripted([(0.5, 1.0), (0.51, 50.0), (0.4, 60.0)])
     with pytest.warns(SelectionWarning, match=r"validation loss of 50, 50 times the "
-                                              r"pretrained net's 1 \(accuracy 0.510"):
-        tuner = fit(conv4, target, strategy="ft-fc", refit=False)
+                                              r"pretrained net's 1 \(accuracy ") as caught:
+        tuner = fit(scripted.net(conv4), target, strategy="ft-fc", refit=False,
+                    scoring=scripted.score)
     assert tuner.best_epochs_ == {"fc2": 1}
+    # the accuracies it quotes are the pick's and the pretrained net's (not scripted)
+    accuracy = tuner.selection_results_["accuracy"][0]
+    assert any(re.search(rf"\(accuracy {accuracy:.3f} against \d\.\d{{3}}\)", str(w.message))
+               for w in caught)
 
 
-def test_a_loss_that_falls_while_accuracy_stays_says_which_signal_moved(conv4, target,
-                                                                        monkeypatch):
-    # the confidently wrong start: the loss falls fivefold, accuracy never rises
-    Scripted([(0.5, 25.0), (0.3, 20.0), (0.2, 10.0), (0.45, 5.0)]).install(monkeypatch)
+def test_a_loss_that_falls_while_accuracy_stays_says_which_signal_moved(conv4, target):
+    # the confidently wrong start: the loss falls fivefold, the score (what ranks in place
+    # of the accuracy) never rises
+    scripted = Scripted([(0.5, 25.0), (0.3, 20.0), (0.2, 10.0), (0.45, 5.0)])
     with pytest.warns(SelectionWarning, match=r"The validation loss fell from 25 to 5 "
-                                              r"\('fc2'\), but accuracy never rose above "
+                                              r"\('fc2'\), but score never rose above "
                                               r"0.500\. Training was still lowering the loss"):
-        fit(conv4, target, strategy="ft-fc", max_epochs=3)
+        fit(scripted.net(conv4), target, strategy="ft-fc", max_epochs=3,
+            scoring=scripted.score)
 
 
 class _InfiniteGradient(torch.autograd.Function):
@@ -324,17 +318,16 @@ def test_a_single_class_raises(conv4, target):
     (10, 10),  # 100 images, 4 steps an epoch: 10 epochs are 40 steps
     (40, 5),   # the whole pool, 13 steps an epoch: 5 epochs
 ])
-def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypatch,
-                                                        n_per_class, patience):
+def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, n_per_class, patience):
     # one improvement, then nothing: the run stops after patience more epochs
-    Scripted([(0.1, 1.0), (0.5, 1.0)]).install(monkeypatch)
+    scripted = Scripted([(0.1, 1.0), (0.5, 1.0)])
     keep = np.concatenate([np.flatnonzero(target["y"] == c)[:n_per_class] for c in range(10)])
     pool = target["X"] if n_per_class <= 10 else np.concatenate([target["X"]] * 4)
     labels = target["y"] if n_per_class <= 10 else np.concatenate([target["y"]] * 4)
     if n_per_class > 10:
         keep = np.arange(len(labels))
-    tuner = FlexTuner(conv4, strategy="ft-fc", max_epochs=100, validate_every=1,
-                      random_state=0, refit=False).fit(
+    tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", max_epochs=100, validate_every=1,
+                      random_state=0, refit=False, scoring=scripted.score).fit(
         pool[keep], labels[keep], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.best_epochs_ == {"fc2": 1}
     assert tuner.n_epochs_ == {"fc2": 1 + patience}
@@ -342,13 +335,13 @@ def test_auto_patience_waits_for_enough_optimizer_steps(conv4, target, monkeypat
 
 
 @pytest.mark.parametrize("n_per_class, max_epochs", [(2, 400), (10, 100)])
-def test_auto_max_epochs_is_at_least_400_optimizer_steps(conv4, target, monkeypatch,
-                                                         n_per_class, max_epochs):
+def test_auto_max_epochs_is_at_least_400_optimizer_steps(conv4, target, n_per_class,
+                                                         max_epochs):
     # the loss falls a little every epoch: the run goes on until max_epochs
-    losses = [(0.5, 10.0 - 0.01 * epoch) for epoch in range(500)]
-    Scripted(losses).install(monkeypatch)
+    scripted = Scripted([(0.5, 10.0 - 0.01 * epoch) for epoch in range(500)])
     keep = np.concatenate([np.flatnonzero(target["y"] == c)[:n_per_class] for c in range(10)])
-    tuner = FlexTuner(conv4, strategy="ft-fc", random_state=0, refit=False).fit(
+    tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", random_state=0, refit=False,
+                      scoring=scripted.score).fit(
         target["X"][keep], target["y"][keep], X_val=target["X_val"], y_val=target["y_val"])
     assert tuner.n_epochs_ == {"fc2": max_epochs} == tuner.best_epochs_
     assert FlexTuner(conv4).max_epochs == "auto"
@@ -372,16 +365,39 @@ def test_cv_needs_refit(conv4, target):
         FlexTuner(conv4, cv=3, refit=False, **FAST).fit(target["X"], target["y"])
 
 
-def test_a_huge_lr_that_only_makes_the_loss_grow_says_so(conv4, target, monkeypatch):
-    # every epoch: lower accuracy and a loss 100 times the start's, still finite
-    evaluations = [(0.5, 1.0)] + [(0.4, 100.0)] * 20
-    Scripted(evaluations).install(monkeypatch)
+def test_a_huge_lr_that_only_makes_the_loss_grow_says_so(conv4, target):
+    # every epoch: a lower score and a loss 100 times the start's, still finite
+    scripted = Scripted([(0.5, 1.0)] + [(0.4, 100.0)] * 20)
     with pytest.warns(SelectionWarning, match="may be too large; try a smaller one"):
-        fit(conv4, target, strategy="ft-fc")
+        fit(scripted.net(conv4), target, strategy="ft-fc", scoring=scripted.score)
 
 
-def test_a_pick_at_chance_level_is_flagged(conv4, target, monkeypatch):
-    # improves (the loss falls) but never beats 1 in 10 correct
-    Scripted([(0.1, 3.0), (0.1, 2.0), (0.05, 2.5)]).install(monkeypatch)
-    with pytest.warns(SelectionWarning, match="chance level"):
-        fit(conv4, target, strategy="ft-fc")
+def _at_chance(ctx):
+    """A schedule whose pick improved on its start but validates at 1 in 10 correct.
+
+    The check reads the pick's own accuracy, which no scorer replaces: the schedule
+    reports its real run with that accuracy."""
+    run = ctx.tune("fc2")
+    assert run.improved  # so that the check goes past "nothing improved"
+    return Outcome("fc2", {"fc2": dataclasses.replace(run, evaluation=Evaluation(0.1, 2.0))})
+
+
+def test_a_pick_at_chance_level_is_flagged(conv4, target):
+    with pytest.warns(SelectionWarning, match=r"The selected 'fc2' validates at chance level "
+                                              r"\(accuracy 0.100 with 10 classes\)"):
+        fit(conv4, target, strategy=_at_chance, refit=False)
+
+
+def test_selection_warnings_point_at_the_line_that_called_fit(conv4, target):
+    # a tiny lr improves nothing (a SelectionWarning), and one epoch under patience 2 ends
+    # the pick's run at max_epochs with its best epoch among its last ones (a
+    # ConvergenceWarning): both are the caller's to read, at the line of its fit
+    tuner = FlexTuner(conv4, strategy="ft-fc", lr=1e-12, max_epochs=1, patience=2,
+                      refit=False, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        tuner.fit(target["X"], target["y"], X_val=target["X_val"], y_val=target["y_val"])
+    ours = [w for w in caught if issubclass(w.category, (SelectionWarning, ConvergenceWarning))]
+    assert {w.category for w in ours} == {SelectionWarning, ConvergenceWarning}
+    assert [(w.filename, w.lineno) for w in ours] == [(__file__, line)] * len(ours)

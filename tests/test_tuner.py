@@ -8,7 +8,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from conftest import state_hash
+from conftest import Scripted, state_hash
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -19,7 +19,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from flexsk import FlexTuner
-from flexsk._training import Evaluation, FineTuning
+from flexsk.strategies import Outcome
 
 FAST = dict(max_epochs=8, patience=3, random_state=0, refit=False)  # the selection run
 BASELINES = ["ft-all", "ft-fc", "ft-ss"]
@@ -109,14 +109,14 @@ def test_single_unit_changes_only_that_unit_and_keeps_bn_buffers(conv7, target):
     assert changed and all(key.startswith("fc2.") for key in changed)
 
 
-def test_tuning_a_bn_unit_moves_only_its_own_statistics(conv7, target, monkeypatch):
-    # every epoch "improves", so each candidate keeps its trained weights whatever the
-    # training luck: the test is about which statistics move, not about accuracy
-    scores = iter(np.linspace(0.1, 0.9, 100))
-    monkeypatch.setattr(FineTuning, "evaluate",
-                        lambda self, module, samples=None: Evaluation(next(scores), 1.0))
-    tuner = fit(conv7, target, strategy="flex", max_epochs=2, patience=None,
-                keep_candidates=True)
+def test_tuning_a_bn_unit_moves_only_its_own_statistics(conv7, target):
+    # every epoch "improves" (a rising scripted score), so each candidate keeps its trained
+    # weights whatever the training luck: the test is about which statistics move, not
+    # about accuracy
+    scripted = Scripted(np.linspace(0.1, 0.9, 100).tolist())
+    tuner = fit(scripted.net(conv7), target, strategy="flex", max_epochs=2, patience=None,
+                keep_candidates=True, scoring=scripted.score)
+    assert tuner.best_epochs_ == dict.fromkeys(tuner.best_epochs_, 2)
     conv2 = tuner.candidates_["conv2"]
     changed = differing_keys(conv7.module_, conv2)
     assert any("running_mean" in key for key in changed)
@@ -160,38 +160,23 @@ def test_ft_ss_folds_scales_into_the_original_architecture(conv7, target):
     assert not torch.equal(before["fc2.weight"], after["fc2.weight"])  # last unit trained
 
 
-class _ScriptedScores:
-    """Replaces FineTuning.evaluate with a scripted sequence; records weights per call.
-
-    Scores are accuracies (with a constant loss) or (accuracy, loss) pairs."""
-
-    def __init__(self, scores):
-        self.scores = [s if isinstance(s, tuple) else (s, 1.0) for s in scores]
-        self.snapshots = []
-
-    def __call__(self, module):
-        self.snapshots.append(copy.deepcopy(module.state_dict()))
-        return Evaluation(*(self.scores.pop(0) if self.scores else (0.0, 1.0)))
-
-
-def scripted_accuracy(score):
-    return score[0] if isinstance(score, tuple) else score
-
-
 @pytest.mark.parametrize("scores, patience, best_epoch, n_epochs", [
     ([0.5, 0.6, 0.7, 0.7, 0.65, 0.6, 0.9], 3, 2, 5),   # first best restored, strict >
     ([0.5, 0.4, 0.4, 0.4, 0.9], 3, 0, 3),             # epoch 0 counts as a candidate
     ([0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], None, 1, 6),  # patience off: all epochs
 ])
-def test_early_stopping_rules(conv4, target, monkeypatch, scores, patience, best_epoch,
-                              n_epochs):
-    scripted = _ScriptedScores(scores)
-    monkeypatch.setattr(FineTuning, "evaluate", lambda self, module, samples=None: scripted(module))
-    tuner = fit(conv4, target, strategy="ft-fc", max_epochs=6, patience=patience)
+def test_early_stopping_rules(conv4, target, scores, patience, best_epoch, n_epochs):
+    # scripted validation scores (the loss constant): what ranks epochs
+    scripted = Scripted(scores)
+    tuner = fit(scripted.net(conv4), target, strategy="ft-fc", max_epochs=6, patience=patience,
+                scoring=scripted.score, on_epoch=scripted.keep_weights)
     assert tuner.n_epochs_["fc2"] == n_epochs
-    assert tuner.validation_scores_["fc2"] == scripted_accuracy(scores[best_epoch])
+    assert tuner.best_epochs_["fc2"] == best_epoch
+    assert tuner.validation_scores_["fc2"] == scores[best_epoch]
     restored = tuner.net_.module_.state_dict()
-    for key, value in scripted.snapshots[best_epoch].items():
+    kept = scripted.weights["fc2"][best_epoch]
+    assert restored.keys() == kept.keys()
+    for key, value in kept.items():
         assert torch.equal(restored[key], value), key
 
 
@@ -275,21 +260,20 @@ def test_base_net_untouched_by_fit_predict_clone_and_search(conv7, target):
     assert [p.requires_grad for p in conv7.module_.parameters()] == grads
 
 
-def test_base_net_untouched_when_fit_fails_halfway(conv7, target, monkeypatch):
+def test_base_net_untouched_when_fit_fails_halfway(conv7, target):
     before = state_hash(conv7.module_)
-    original = FineTuning.tune
-    calls = []
+    runs = []
 
-    def failing(self, key, **kwargs):
-        calls.append(key)
-        if len(calls) == 3:
+    def failing(record):
+        # the third run fails in the middle of its training, its weights half-tuned
+        if record.epoch == 0:
+            runs.append(record.candidate)
+        if len(runs) == 3 and record.epoch == 1:
             raise RuntimeError("interrupted")
-        return original(self, key, **kwargs)
 
-    monkeypatch.setattr(FineTuning, "tune", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(conv7, target, strategy="flex", max_epochs=2)
-    assert len(calls) == 3
+        fit(conv7, target, strategy="flex", max_epochs=2, on_epoch=failing)
+    assert runs == ["conv1", "conv2", "conv3"]
     assert state_hash(conv7.module_) == before
 
 
@@ -380,17 +364,16 @@ def test_fit_leaves_global_rng_alone(conv4, target):
     assert torch.equal(state, torch.get_rng_state())
 
 
-def test_internal_split_is_stratified_and_seeded(conv4, target, monkeypatch):
+def test_internal_split_is_stratified_and_seeded(conv4, target):
     seen = []
-    original = FineTuning.__init__
 
-    def spy(self, pretrained, units, data, *args, **kwargs):
-        seen.append(data)
-        original(self, pretrained, units, data, *args, **kwargs)
+    def last_unit(ctx):
+        """ft-fc's run, after keeping the data the fit's context trains and validates on."""
+        seen.append(ctx.data)
+        return Outcome("fc2", {"fc2": ctx.tune("fc2")})
 
-    monkeypatch.setattr(FineTuning, "__init__", spy)
     for seed in (0, 0, 1):
-        FlexTuner(conv4, strategy="ft-fc", max_epochs=1, validation_fraction=0.3,
+        FlexTuner(conv4, strategy=last_unit, max_epochs=1, validation_fraction=0.3,
                   random_state=seed, refit=False).fit(target["X"], target["y"])
     a, b, c = seen
     assert torch.equal(a.val.X, b.val.X) and not torch.equal(a.val.X, c.val.X)

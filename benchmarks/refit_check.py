@@ -21,12 +21,12 @@ import copy
 import csv
 import statistics
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from flexsk import FlexTuner
+from flexsk.bench import resumable_csv
 from flexsk.datasets import make_digits_shift, train_val_test_split
 from flexsk.zoo import load_source_net
 
@@ -55,16 +55,8 @@ def accuracy(module, X, y):
 def run(args):
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    out = Path(args.out)
-    done = set()
-    if out.exists():
-        with open(out, newline="") as f:
-            done = {tuple(r[c] for c in COLUMNS[:6]) for r in csv.DictReader(f)}
-    new = not out.exists()
-    with open(out, "a", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        if new:
-            writer.writeheader()
+    key = ("net", "shift", "ratio", "seed", "strategy", "lr")
+    with resumable_csv(args.out, COLUMNS, key) as (done, write):
         for shift in args.shifts:
             channels = 3 if shift in ("mnistm", "colorspace") else 1
             target = make_digits_shift(shift, image_size=16, n_channels=channels,
@@ -88,7 +80,7 @@ def run(args):
                             pick = tuner.candidates_[tuner.selected_unit_]
                             refit = last.module if last.module is not None else tuner.net_.module_
                             pretrained = net.module_.eval()
-                            writer.writerow(dict(
+                            write(dict(
                                 net=net_name, shift=shift, ratio=ratio, seed=args.seed,
                                 strategy=label, lr=lr, selected=str(tuner.selected_unit_),
                                 refit_epochs=tuner.refit_epochs_,
@@ -97,7 +89,6 @@ def run(args):
                                 refit_seen=accuracy(refit, seen_X, seen_y),
                                 pick_test=accuracy(pick, X_test, y_test),
                                 refit_test=accuracy(refit, X_test, y_test)))
-                            f.flush()
 
 
 def summary(path):

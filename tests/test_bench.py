@@ -881,3 +881,40 @@ def test_bench_without_scoring_leaves_the_column_empty(tiny_run):
 def test_bench_refuses_an_unknown_scoring(tmp_path, capsys):
     assert main(TINY_ARGS + ["--scoring", "accuracy_typo", "--output", str(tmp_path)]) == 2
     assert "scoring" in capsys.readouterr().err
+
+
+# -- the measuring scripts' resumable CSV ----------------------------------------------------
+
+
+def test_resumable_csv_resumes_and_redoes_damaged_rows(tmp_path):
+    path = tmp_path / "runs.csv"
+    columns, key = ["net", "seed", "score"], ["net", "seed"]
+    with bench.resumable_csv(path, columns, key) as (done, write):
+        assert done == set()
+        write({"net": "conv4", "seed": 0, "score": 0.5})
+        write({"net": "conv4", "seed": 1})  # empty cells are values
+        write({"net": "", "seed": 1, "score": None})
+        with pytest.raises(ValueError, match=r"unknown columns \['acc'\]"):
+            write({"net": "conv4", "seed": 2, "acc": 1})
+    with open(path, "ab") as f:  # a row with a cell too many, a non-UTF-8 one, one cut short
+        f.write(b"conv4,3,0.1,extra\nconv4,4,\xff\nconv7,5,0.")
+    with bench.resumable_csv(path, columns, key) as (done, write):
+        assert done == {("conv4", "0"), ("conv4", "1"), ("", "1")}
+        write({"net": "conv7", "seed": 5, "score": 0.25})
+    lines = path.read_bytes().splitlines()
+    assert lines[0] == b"net,seed,score" and lines[-1] == b"conv7,5,0.25"
+    assert b"conv7,5,0." not in lines[:-1]  # the row cut short was cut off, not continued
+    with bench.resumable_csv(path, columns, key) as (done, _):
+        assert ("conv7", "5") in done and len(done) == 4
+
+
+def test_resumable_csv_refuses_another_header_and_a_second_writer(tmp_path):
+    path = tmp_path / "runs.csv"
+    with bench.resumable_csv(path, ["a", "b"], ["a"]):
+        with pytest.raises(bench.BenchError, match="another process is writing"):
+            with bench.resumable_csv(path, ["a", "b"], ["a"]):
+                pass
+    with pytest.raises(bench.BenchError, match=r"has the columns \['a', 'b'\], not "
+                                               r"\['a', 'b', 'c'\]"):
+        with bench.resumable_csv(path, ["a", "b", "c"], ["a"]):
+            pass

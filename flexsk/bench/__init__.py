@@ -35,8 +35,9 @@ picks). ``flexsk bench`` writes both.
 The package has one module per job, each importing only those before it:
 ``_config`` (the grid and ``config.json``), ``_results`` (the results
 directory: the CSV's columns, reader and writer), ``_runner`` (the locked,
-resumable runner), ``_tables`` (the markdown tables) and ``_reports`` (the
-report files). Nothing here imports :mod:`flexsk.plot`, which reads results
+resumable runner), ``_tables`` (the markdown tables), ``_reports`` (the
+report files) and ``_scripts`` (the resumable CSV of the measuring scripts
+in ``benchmarks/``). Nothing here imports :mod:`flexsk.plot`, which reads results
 through this package, or the command line, :mod:`flexsk.cli`.
 """
 
@@ -52,6 +53,7 @@ from ._results import (COLUMNS, best_key, read_results,  # noqa: F401
                        CONFIG_JSON, KEY_COLUMNS, LOCK_FILE, RESULTS_CSV, TIMING_JSON,
                        appending, parse_row, run_key)
 from ._runner import run_bench
+from ._scripts import resumable_csv
 from ._tables import (agreement_markdown, bold_cells, mean_accuracies,  # noqa: F401
                       mean_accuracy_markdown, picks_markdown, recipes_markdown, refit_markdown,
                       regret_markdown,
@@ -100,4 +102,5 @@ __all__ = [
     "scratch_markdown",
     "recipes_markdown",
     "write_reports",
+    "resumable_csv",
 ]

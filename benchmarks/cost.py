@@ -62,65 +62,17 @@ DEFAULT_CACHE = Path.home() / ".cache" / "flexsk-cost"
 def own_net(name, cache):
     """A user's net, pretrained on the source digits once and cached (same weights for
     every checkout measured)."""
-    from collections import OrderedDict as Ordered
-
     import torch
-    from skorch import NeuralNetClassifier
-    from torch import nn
 
     from flexsk.datasets import load_digits_source
+    from user_nets import source_net
 
-    class Residual(nn.Module):
-        def __init__(self, c_in, c_out, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out)
-            self.skip = (nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)))
-
-        def forward(self, x):
-            h = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(h)) + self.skip(x))
-
-    class ResBN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False),
-                                      nn.BatchNorm2d(16), nn.ReLU())
-            self.block1 = Residual(16, 16, 1)
-            self.block2 = Residual(16, 32, 2)
-            self.block3 = Residual(32, 64, 2)
-            self.head = nn.Linear(64, 10)
-
-        def forward(self, x):
-            return self.head(self.block3(self.block2(self.block1(self.stem(x)))).mean((2, 3)))
-
-    def plain_cnn():
-        return nn.Sequential(Ordered(
-            c1=nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
-            c2=nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
-            c3=nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU()),
-            flatten=nn.Flatten(),
-            fc1=nn.Sequential(nn.Linear(64 * 4 * 4, 64), nn.ReLU()),
-            fc2=nn.Linear(64, 10)))
-
-    torch.manual_seed(0)
-    module = plain_cnn() if name == "plaincnn" else ResBN()
     path = Path(cache) / f"{name}.pt"
-    net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss,
-                              optimizer=torch.optim.Adam, lr=3e-3, batch_size=64,
-                              max_epochs=20, train_split=None, verbose=0)
     if path.exists():
-        net.initialize()
-        net.module_.load_state_dict(torch.load(path))
-    else:
-        X, y = load_digits_source(split="train", image_size=16, return_X_y=True)
-        net.fit(X, y)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(net.module_.state_dict(), path)
-    net.set_params(lr=1e-3, batch_size=32)  # the fine-tuning settings
+        return source_net(name, state_dict=torch.load(path))
+    net = source_net(name, *load_digits_source(split="train", image_size=16, return_X_y=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.module_.state_dict(), path)
     return net
 
 

@@ -55,8 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from torch import nn
+from user_nets import source_net
 
 import flexsk
 from flexsk import FlexTuner
@@ -78,64 +77,14 @@ COLUMNS = ["set", "net", "shift", "ratio", "repeat", "key", "position", "steps_p
 # -- the unseen networks and shifts ---------------------------------------------------------
 
 
-class _Residual(nn.Module):
-    def __init__(self, channels_in, channels_out, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1,
-                               bias=False)
-        self.bn1 = nn.BatchNorm2d(channels_out)
-        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels_out)
-        self.skip = (nn.Identity() if stride == 1 and channels_in == channels_out else
-                     nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride=stride,
-                                             bias=False), nn.BatchNorm2d(channels_out)))
-
-    def forward(self, x):
-        h = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(h)) + self.skip(x))
-
-
-class ResBN(nn.Module):
-    """A small residual network with BatchNorm: stem, three blocks, head."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(16), nn.ReLU())
-        self.block1 = _Residual(16, 16, 1)
-        self.block2 = _Residual(16, 32, 2)
-        self.block3 = _Residual(32, 64, 2)
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x):
-        h = self.block3(self.block2(self.block1(self.stem(x))))
-        return self.head(h.mean(dim=(2, 3)))
-
-
-def plain_cnn():
-    return nn.Sequential(OrderedDict(
-        c1=nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
-        c2=nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
-        c3=nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU()),
-        flatten=nn.Flatten(),
-        fc1=nn.Sequential(nn.Linear(64 * 4 * 4, 64), nn.ReLU()),
-        fc2=nn.Linear(64, 10)))
-
-
 _NETS = {}
 
 
 def unseen_net(name):
     """A user's net: built here and pretrained on the source digits (cached per process)."""
     if name not in _NETS:
-        torch.manual_seed(0)
-        module = plain_cnn() if name == "plaincnn" else ResBN()
-        net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss,
-                                  optimizer=torch.optim.Adam, lr=3e-3, batch_size=64,
-                                  max_epochs=20, train_split=None, verbose=0)
         X, y = load_digits_source(split="train", image_size=IMAGE_SIZE, return_X_y=True)
-        net.fit(X, y)
-        net.set_params(lr=1e-3, batch_size=32)  # the fine-tuning settings
+        net = source_net(name, X, y)
         _NETS[name] = net
     return _NETS[name]
 
@@ -648,6 +597,16 @@ def check_summary():
             within = [sum(close(v, c) for v in complete.values()) for c in columns]
             lines.append("| flex within 1 point of max(ft-all, ft-fc (1)), runs | "
                          + " | ".join(f"{w}/{len(complete)}" for w in within) + " |")
+            rivals = ["ft-all", "ft-fc-1"] + [r for r in ("auto-rgn", "lp-ft", "llrd")
+                                              if r in strategies]
+            if len(rivals) > 2:
+                within = [sum(float(v["flex"][c]) >= max(float(v[r][c]) for r in rivals) - 0.01
+                              for v in complete.values()) for c in columns]
+                lines.append(f"| flex within 1 point of max({', '.join(rivals)}), runs | "
+                             + " | ".join(f"{w}/{len(complete)}" for w in within) + " |")
+                for r in rivals[2:]:
+                    lines.append(f"| mean flex − mean {r}, points | " + " | ".join(
+                        f"{100 * (mean('flex', c) - mean(r, c)):+.2f}" for c in columns) + " |")
             lines.append("| mean flex − mean ft-all, points | " + " | ".join(
                 f"{100 * (mean('flex', c) - mean('ft-all', c)):+.2f}" for c in columns) + " |")
             if "fast" in strategies:
@@ -712,7 +671,9 @@ def check_summary():
 
 CHECK_STRATEGIES = (("flex", dict(strategy="flex")), ("fast", dict(strategy="fast")),
                     ("ft-all", dict(strategy="ft-all")),
-                    ("ft-fc-1", dict(strategy="ft-fc", n_fc_units=1)))
+                    ("ft-fc-1", dict(strategy="ft-fc", n_fc_units=1)),
+                    ("auto-rgn", dict(strategy="auto-rgn")), ("lp-ft", dict(strategy="lp-ft")),
+                    ("llrd", dict(strategy="llrd")))
 CHECK_COLUMNS = ["net", "shift", "ratio", "repeat", "strategy", "cv", "selected",
                  "selection_test", "best_candidate_test", "refit_steps_test",
                  "refit_epochs_test", "selection_seconds", "refit_seconds", "candidate_tests",
@@ -720,7 +681,7 @@ CHECK_COLUMNS = ["net", "shift", "ratio", "repeat", "strategy", "cv", "selected"
 
 
 def check(which, cv=None, strategies=None, shifts=None, nets=None, part=None):
-    """Fit flex, fast, ft-all and ft-fc (1) with the estimator's defaults.
+    """Fit flex, fast, ft-all, ft-fc (1) and the recipes with the estimator's defaults.
 
     Records the selection run's pick and its test accuracy, the best
     candidate's in hindsight, and the test accuracy of the pick refitted for

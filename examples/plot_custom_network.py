@@ -17,6 +17,8 @@ their dotted module names, and named groups of modules.
 # Two stages of two residual blocks, a stem (``conv1``, ``bn1``) and a
 # classifier head (``fc``): the layout of ``torchvision.models.resnet18``
 # (which has four stages and a max-pooling stem), shrunk for 16x16 digits.
+import pickle
+
 import matplotlib.pyplot as plt
 import torch
 from skorch import NeuralNetClassifier
@@ -187,3 +189,9 @@ changed = sorted(
     }
 )
 print(f"top-level modules whose weights or statistics changed: {changed}")
+
+# %%
+# The fitted tuners pickle like any scikit-learn estimator: keep them, or send
+# them to another process.
+restored = pickle.loads(pickle.dumps(tuners))
+print({key: type(value).__name__ for key, value in restored.items()})

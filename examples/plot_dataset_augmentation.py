@@ -18,6 +18,8 @@ image is read, and predicts from Datasets too.
 # Each read of a training image shifts it by up to one pixel in each
 # direction and adds a little noise. The Dataset counts its reads, to see
 # what the tuner does with it. Validation and test images are not augmented.
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -116,3 +118,9 @@ inputs_only = TensorDataset(torch.as_tensor(X_test))
 predicted = tuner.predict(inputs_only)
 assert (predicted == tuner.predict(X_test)).all()  # the same as from arrays
 print(predicted[:10], y_test[:10])
+
+# %%
+# The fitted tuner pickles like any scikit-learn estimator: keep it, or send it to
+# another process.
+restored = pickle.loads(pickle.dumps(tuner))
+print(restored, restored.selected_unit_)

@@ -12,6 +12,8 @@ and the classic fine-tuning baselines by cross-validation, and its
 # %%
 # Data: the 4-unit MNIST-like net and rotated digits
 # --------------------------------------------------
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -109,3 +111,9 @@ for i in np.argsort(-results["mean_test_score"]):
         f"fit {results['mean_fit_time'][i]:5.2f} s  "
         f"rank {results['rank_test_score'][i]}"
     )
+
+# %%
+# The fitted search, and the tuner it holds, pickle like any scikit-learn
+# estimator: keep it, or send it to another process.
+restored = pickle.loads(pickle.dumps(search))
+print(restored.best_params_, restored.best_estimator_.__class__.__name__)

@@ -18,6 +18,8 @@ logistic regression on the pretrained features.
 # ------------------------------
 # ``digits=[0, 1, 2, 3, 4]`` pretrains the zoo's conv7 on those digits only
 # (a few seconds on first use, then cached).
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -105,3 +107,9 @@ right.set_xlim(0, 1)
 right.set_xlabel("test accuracy")
 fig.tight_layout()
 plt.show()
+
+# %%
+# The fitted tuner pickles like any scikit-learn estimator: keep it, or send it to
+# another process.
+restored = pickle.loads(pickle.dumps(tuner))
+print(restored, restored.selected_unit_)

@@ -13,6 +13,8 @@ before they reach the pretrained network.
 # %%
 # Noisy digits and a denoising step
 # ---------------------------------
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -153,3 +155,9 @@ for pre, params, score, std in zip(
 ):
     strategy = params["tuner__strategy"]
     print(f"{strategy:<7} after {pre:<9} {score:.3f} +/- {std:.3f}")
+
+# %%
+# The fitted search, and the tuner it holds, pickle like any scikit-learn
+# estimator: keep it, or send it to another process.
+restored = pickle.loads(pickle.dumps(search))
+print(restored.best_params_, restored.best_estimator_.__class__.__name__)

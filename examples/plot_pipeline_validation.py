@@ -20,6 +20,8 @@ goes wrong without it, and the error that a missing request raises.
 # images are blurred, and come as a camera stores them, on a scale of 0 to
 # 255. A small scaler maps them back to [0, 1], using the range of the
 # images it saw in ``fit``.
+import pickle
+
 import numpy as np
 import sklearn
 import torch
@@ -116,3 +118,9 @@ except UnsetMetadataPassedError as error:
 # the tuner then holds out ``validation_fraction`` of the training images it
 # receives, after the preprocessing.
 sklearn.set_config(enable_metadata_routing=False)
+
+# %%
+# The fitted pipeline, tuner included, pickles like any scikit-learn
+# estimator: keep it, or send it to another process.
+restored = pickle.loads(pickle.dumps(pipe))
+print(restored)

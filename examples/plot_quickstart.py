@@ -19,6 +19,8 @@ rotation calls for, and picks it on validation data.
 # digits under a shift, split into fixed ``train``, ``val`` and ``test``
 # parts; :func:`~flexsk.datasets.train_val_test_split` draws a small
 # training set from the train part, and returns it with the other two.
+import pickle
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -117,3 +119,9 @@ fig.tight_layout()
 print(tuner.predict(X_test[:10]), y_test[:10])
 print(tuner.predict_proba(X_test[:2]).round(2))
 print(f"embedding: {tuner.transform(X_test).shape}")
+
+# %%
+# The fitted tuner pickles like any scikit-learn estimator: keep it, or send it to
+# another process.
+restored = pickle.loads(pickle.dumps(tuner))
+print(restored, restored.selected_unit_)

@@ -15,6 +15,8 @@ pretrained net.
 # %%
 # A source gallery and rotated target queries
 # -------------------------------------------
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -151,3 +153,9 @@ for ax, (title, model) in zip(
     points = ax.scatter(t[:, 0], t[:, 1], c=y_test, s=6, **style)
     ax.set_title(title, fontsize="medium")
 fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
+
+# %%
+# The fitted search, and the tuner it holds, pickle like any scikit-learn
+# estimator: keep it, or send it to another process.
+restored = pickle.loads(pickle.dumps(search))
+print(restored.best_params_, restored.best_estimator_.__class__.__name__)

@@ -18,6 +18,8 @@ looks at its units with :func:`~flexsk.preview_units`, and lets
 # ----------
 # 16x16 digits cut into 4x4 patches: 16 tokens and a class token, of width
 # 32, through three pre-norm transformer blocks.
+import pickle
+
 import matplotlib.pyplot as plt
 import torch
 from skorch import NeuralNetClassifier
@@ -180,3 +182,9 @@ for row in rows:
         if any(name == m or name.startswith(m + ".") for m in row.members)
     ]
     print(f"{row.name:<12} {'tuned' if owned else 'pretrained'}")
+
+# %%
+# The fitted tuner pickles like any scikit-learn estimator: keep it, or send it to
+# another process.
+restored = pickle.loads(pickle.dumps(tuner))
+print(restored, restored.selected_unit_)

@@ -15,6 +15,8 @@ training set.
 # %%
 # Blurred digits and the 7-unit CIFAR-like net
 # --------------------------------------------
+import pickle
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -114,3 +116,9 @@ for row in rows:
 # analysis calls the former :math:`E_{one}` and :math:`E_{all}`.
 print({unit: epochs for unit, epochs in tuners[10].n_epochs_.items()})
 print({unit: epoch for unit, epoch in tuners[10].best_epochs_.items()})
+
+# %%
+# The fitted tuners pickle like any scikit-learn estimator: keep them, or send
+# them to another process.
+restored = pickle.loads(pickle.dumps(tuners))
+print({key: type(value).__name__ for key, value in restored.items()})

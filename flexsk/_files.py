@@ -5,7 +5,13 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+    import msvcrt
+
+__all__ = ["atomic_write", "try_lock"]
 
 
 @contextlib.contextmanager
@@ -45,3 +51,19 @@ def atomic_write(path, *, text=False):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def try_lock(fd):
+    """Lock the open file ``fd`` exclusively, without waiting; False if another holds it.
+
+    The lock is the system's (``flock``; ``msvcrt.locking`` on Windows), tied
+    to the open file: it goes when the file is closed or the process ends.
+    """
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:  # pragma: no cover - Windows
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except (BlockingIOError, PermissionError):
+        return False
+    return True

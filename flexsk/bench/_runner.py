@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 from tqdm.auto import tqdm
 
 from .. import FlexTuner
-from .._files import atomic_write
+from .._files import atomic_write, try_lock
 from .._network import net_like
 from .._text import key_name
 from ..datasets import load_digits_source, make_digits_shift, train_val_test_split
@@ -29,25 +29,7 @@ from ._config import (REFERENCES, RETRIEVAL_SCORING, RETRIEVAL_STRATEGIES,
 from ._results import (CONFIG_JSON, LOCK_FILE, RESULTS_CSV, TIMING_JSON, appending,
                        clean_results, run_key)
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-    import msvcrt
-
 __all__ = ["run_bench"]
-
-
-def _try_lock(fd):
-    """Lock the open file ``fd`` exclusively, without waiting; False if another holds it."""
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # pragma: no cover - Windows
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except (BlockingIOError, PermissionError):
-        return False
-    return True
 
 
 @contextlib.contextmanager
@@ -60,7 +42,7 @@ def _exclusive(output):
     """
     fd = os.open(output / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        if not _try_lock(fd):
+        if not try_lock(fd):
             try:
                 holder = os.read(fd, 32).decode(errors="replace").strip()
             except OSError:  # pragma: no cover - Windows: the holder's byte is locked

@@ -6,8 +6,8 @@ import io
 import os
 from pathlib import Path
 
+from .._files import try_lock
 from ._config import BenchError
-from ._runner import _try_lock
 
 __all__ = ["resumable_csv"]
 
@@ -21,9 +21,9 @@ def resumable_csv(path, columns, key):
     The file is created with ``columns`` as its header. A row counts as done
     when its line is UTF-8 and has one cell per column (an empty cell is a
     value, as None is written); a line that is not (cut short by a killed
-    process, or damaged) does not count, so its run is made again. A last line with no newline is cut off
-    before anything is appended. One process at a time writes the file: a
-    second is refused.
+    process, or damaged) does not count, so its run is made again. A last
+    line with no newline is cut off before anything is appended. One
+    process at a time writes the file: a second is refused.
 
     Parameters
     ----------
@@ -63,7 +63,7 @@ def resumable_csv(path, columns, key):
     """
     path, columns, key = Path(path), list(columns), list(key)
     with open(path, "a+b") as f:
-        if not _try_lock(f.fileno()):
+        if not try_lock(f.fileno()):
             raise BenchError(f"another process is writing {path}; wait for it to finish.")
         f.seek(0)
         data = f.read()

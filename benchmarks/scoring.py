@@ -79,15 +79,13 @@ def _scenarios(args):
                                      random_state=0))
 
 
-def _fit(net, scoring, **params):
-    """A FlexTuner fitted with ``scoring`` (None: the default), and its seconds."""
-    def fit(*data, **fit_params):
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tuner = FlexTuner(net, scoring=scoring, **params).fit(*data, **fit_params)
-        return tuner, time.perf_counter() - started
-    return fit
+def _timed_fit(tuner, *data, **fit_params):
+    """``tuner`` fitted on ``data`` with its warnings silenced, and the seconds it took."""
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.fit(*data, **fit_params)
+    return tuner, time.perf_counter() - started
 
 
 def imbalanced(args):
@@ -104,9 +102,9 @@ def imbalanced(args):
                     for scoring in SCORINGS:
                         if (net_name, shift, str(seed), strategy, scoring, str(cv)) in done:
                             continue
-                        tuner, seconds = _fit(
-                            net, None if scoring == "accuracy" else scoring,
-                            strategy=strategy, random_state=seed, cv=args.cv)(X[rows], y[rows])
+                        tuner, seconds = _timed_fit(FlexTuner(
+                            net, strategy=strategy, random_state=seed, cv=args.cv,
+                            scoring=None if scoring == "accuracy" else scoring), X[rows], y[rows])
                         predicted = tuner.predict(X[test])
                         write(dict(
                             net=net_name, shift=shift, seed=seed, strategy=strategy,
@@ -136,9 +134,9 @@ def retrieval(args):
                     for scoring in ("accuracy", "map@10"):
                         if (net_name, shift, str(ratio), str(seed), scoring) in done:
                             continue
-                        tuner, seconds = _fit(
-                            net, None if scoring == "accuracy" else scorer, strategy="flex",
-                            keep_candidates=True, random_state=seed)(
+                        tuner, seconds = _timed_fit(FlexTuner(
+                            net, strategy="flex", keep_candidates=True, random_state=seed,
+                            scoring=None if scoring == "accuracy" else scorer),
                             X, y, X_val=X_val, y_val=y_val)
                         maps = tuner.score_candidates(X_test, y_test, scoring=scorer)
                         pick = maps[tuner.selected_unit_]

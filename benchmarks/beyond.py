@@ -1,4 +1,5 @@
-"""Beyond the paper, measured: rgn, halving, two units and pixel adapters against flex.
+"""Beyond the paper, measured: halving, rgn-unit, Auto-RGN, two units and pixel adapters
+against flex.
 
 Runs every strategy of :data:`SPECS` (default: :data:`DEFAULT`) on a grid of
 scenarios, the zoo nets conv4 and conv7 at 16 px:
@@ -9,8 +10,10 @@ scenarios, the zoo nets conv4 and conv7 at 16 px:
 
 each with 10 and 40 training images per class (:func:`subsample_per_class` of
 the target ``"train"`` rows), the fixed ``"val"`` rows as ``X_val`` and the
-``"test"`` rows for test accuracy; ``max_epochs=50``, ``patience=5``,
-``random_state=0`` (unless the strategy sets its own), one torch thread.
+``"test"`` rows for test accuracy; the estimator's defaults (``max_epochs``,
+``patience``, ``validate_every``, ``refit``: the test accuracy is the returned
+model's) with ``random_state=0`` (unless the strategy sets its own), one torch
+thread. ``--max-epochs`` and ``--patience`` override the defaults.
 
 Every fit is one CSV row (resumable: rows already in the CSV are skipped).
 The summary has one row per strategy: mean test accuracy, agreement with
@@ -21,7 +24,7 @@ markdown document (the rest of the document is left alone).
 
     python benchmarks/beyond.py                       # the full grid
     python benchmarks/beyond.py --quick               # conv4, 2 shifts, ratio 10
-    python benchmarks/beyond.py --strategies flex halving-m3f3
+    python benchmarks/beyond.py --strategies flex halving
 """
 
 import argparse
@@ -40,7 +43,8 @@ SPECS = {
     "flex": dict(strategy="flex"),
     "fast": dict(strategy="fast"),
     "faster": dict(strategy="faster"),
-    "rgn": dict(strategy="rgn"),
+    "rgn-unit": dict(strategy="rgn-unit"),
+    "auto-rgn": dict(strategy="auto-rgn"),
     "halving": dict(strategy="halving"),
     "flex, max_units=2": dict(strategy="flex", max_units=2),
     "flex, pixel_adapter=auto": dict(strategy="flex", pixel_adapter="auto"),
@@ -54,7 +58,7 @@ SPECS = {
     # flex again with another seed: how often flex agrees with itself
     "flex, random_state=1": dict(strategy="flex", random_state=1),
 }
-DEFAULT = ["flex", "fast", "faster", "rgn", "halving", "flex, max_units=2",
+DEFAULT = ["flex", "fast", "faster", "rgn-unit", "auto-rgn", "halving", "flex, max_units=2",
            "flex, pixel_adapter=auto"]
 NETS = ("conv4", "conv7")
 GREY_SHIFTS = ("blur", "noise", "occlusion", "random_affine", "fixed_affine", "rotation",
@@ -96,7 +100,9 @@ def run_scenario(net_name, n_channels, shift, ratio, labels, args, done, writer)
         key = (net_name, str(n_channels), shift, str(ratio), label)
         if key in done:
             continue
-        params = dict(max_epochs=args.max_epochs, patience=args.patience, random_state=0)
+        params = dict(random_state=0)
+        overrides = dict(max_epochs=args.max_epochs, patience=args.patience)
+        params.update({k: v for k, v in overrides.items() if v is not None})
         params.update(SPECS[label])
         tuner = FlexTuner(net, **params)
         tuner.fit(X[train], y[train], X_val=X[val], y_val=y[val])
@@ -185,8 +191,9 @@ def main(argv=None):
     parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     parser.add_argument("--shifts", nargs="+", default=list(GREY_SHIFTS + COLOUR_SHIFTS))
     parser.add_argument("--ratios", nargs="+", type=int, default=list(RATIOS))
-    parser.add_argument("--max-epochs", type=int, default=50)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="default: the estimator's")
+    parser.add_argument("--patience", type=int, default=None, help="default: the estimator's")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "beyond.csv")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "beyond.md")
     parser.add_argument("--no-doc", action="store_true", help="only print the summary")

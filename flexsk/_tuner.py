@@ -33,7 +33,7 @@ from ._network import (device_of, expected_input, loss_of, net_like, outputs_pro
                        pretrained_module)
 from ._locks import forward_pass
 from ._pickling import SlimModule, reference_tensors
-from ._selection import select
+from ._selection import REFIT_BUDGET, select
 from ._strategies import DEFAULTS, OPTIONS, RENAMED, STRATEGIES, Strategy
 from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
                         gather, make_folds, samples_of, seed_for)
@@ -142,7 +142,10 @@ STRATEGY_OPTIONS
     refit : bool, default=True
         Retrain the selected candidate from the pretrained weights on the
         training and validation data together, for as many epochs as its
-        selection run took to peak. False returns the selection run's model.
+        selection run took to peak, and at most twice the ``max_epochs`` of a
+        run on those data (with ``"auto"`` on a few images per class, the
+        selection runs' 400 steps can be several times as many steps there).
+        False returns the selection run's model. See :ref:`refit`.
     cv : int, cross-validation splitter or None, default=None
         Score every candidate by its mean over stratified folds of the
         training and validation data, then refit. Costs ``cv`` times the
@@ -581,12 +584,13 @@ STRATEGY_OPTIONS
 
             if folds is None:
                 ctx = context(train, val, base_seed)
-                if head is not None and self.refit:  # the refit's head starts from all data
+                if self.refit:  # its budget (and a new head's start) from all the data
                     ctx.all_data = context(train.concat(val), None, base_seed)
             else:
                 ctx = CrossValidation.over(folds, train.concat(val), context, base_seed)
             progress.plan(n_runs and n_runs * len(folds or [0]), _budget(ctx, len(train)),
-                          _budget(ctx, len(train) + len(val)) if self.refit else 0)
+                          REFIT_BUDGET * _budget(ctx.on_all_data(), len(train) + len(val))
+                          if self.refit else 0)
             result = select(ctx, strategy, options, refit=self.refit)
         self._set_result(result, units, head, eval_batch_size)
         self.fit_time_ = time.perf_counter() - started

@@ -152,6 +152,22 @@ def test_refit_for_the_peak_steps(conv4, target):
     assert [r for r in records if r.refit][-1].n_steps == 4 * tuner.best_epochs_["all"]
 
 
+@pytest.mark.parametrize("max_epochs, refit_epochs", [("auto", 200), (400, 250)])
+def test_refit_epochs_stay_within_twice_the_budget_of_a_run_on_all_the_data(
+        conv4, target, max_epochs, refit_epochs):
+    # 2 images per class: 20 training images are one step an epoch, so "auto" gives a
+    # selection run 400 epochs (400 steps); on 220 images (7 steps an epoch) it gives
+    # 100 epochs, twice which caps the refit. Validated every 10 epochs, the scripted
+    # score rises until epoch 250.
+    X, y = target["X"][::5], target["y"][::5]
+    scripted = Scripted([0.1 + 0.01 * min(k, 25) for k in range(60)])
+    tuner = FlexTuner(scripted.net(conv4), strategy="ft-fc", scoring=scripted.score,
+                      max_epochs=max_epochs, random_state=0).fit(
+        X, y, X_val=target["X_val"], y_val=target["y_val"])
+    assert len(X) == 20 and tuner.best_epochs_ == {"fc2": 250}
+    assert tuner.refit_epochs_ == refit_epochs
+
+
 def test_refit_with_the_internal_split_uses_every_sample(conv4, target):
     records = []
     FlexTuner(conv4, strategy="ft-fc", on_epoch=records.append, **FAST).fit(

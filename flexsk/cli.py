@@ -142,7 +142,7 @@ def _configure_bench(parser):
                         "machine)")
     parser.add_argument("--quick", action="store_true",
                         help="a small grid (conv4; blur, rotation, mnistm; ratios 2 and 10; "
-                        "2 repeats at ratio 2): about three minutes on 2 cores")
+                        "2 repeats at ratio 2): about two minutes on 2 cores")
     parser.add_argument("--report-only", action="store_true",
                         help="only regenerate the tables and figures from the CSV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

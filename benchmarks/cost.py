@@ -54,13 +54,7 @@ STRATEGIES = OrderedDict([("flex", dict(strategy="flex")), ("fast", dict(strateg
                           ("llrd-0.85", dict(strategy="llrd", layer_decay=0.85)),
                           ("lp-ft-0.1", dict(strategy="lp-ft-0.1")),
                           ("flex+recipes", dict(strategy="flex", candidates=(
-                              "units", "all", "lp-ft", "llrd", "auto-rgn"))),
-                          # the refit uncapped: max_epochs=400 is "auto" at 2 per class
-                          # (one step an epoch), but it no longer caps the refit's epochs
-                          # on the larger training and validation data at 100
-                          ("flex-400", dict(strategy="flex", max_epochs=400)),
-                          ("fast-400", dict(strategy="fast", max_epochs=400)),
-                          ("ft-all-400", dict(strategy="ft-all", max_epochs=400))])
+                              "units", "all", "lp-ft", "llrd", "auto-rgn")))])
 DEFAULT_STRATEGIES = ["flex", "fast", "ft-all", "ft-fc"]
 DEFAULT_CACHE = Path.home() / ".cache" / "flexsk-cost"
 

@@ -30,6 +30,7 @@ model's, and ``refit_fell_back`` says whether the check replaced the refit.
 
 import argparse
 import copy
+import csv
 import statistics
 import sys
 import warnings
@@ -60,7 +61,7 @@ class RefitScores:
 
     def __init__(self, X_test, y_test):
         self.X, self.y = torch.as_tensor(X_test), y_test
-        self.scores, self.steps_per_epoch, self.last = {}, None, None
+        self.scores, self.steps_per_epoch, self.last, self.final = {}, None, None, None
 
     def __call__(self, record):
         if not record.refit or record.epoch == 0:
@@ -121,8 +122,6 @@ def run(args):
 
 
 def summary(args):
-    import csv
-
     with open(args.csv, newline="") as f:
         rows = list(csv.DictReader(f))
     print(f"{len(rows)} fits. Mean test accuracy of the refit, and its epochs relative to "

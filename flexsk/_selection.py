@@ -19,7 +19,7 @@ from ._text import key_name
 from ._training import CrossValidation, Evaluation, FoldModules, Stopping, Tuned, rank
 
 __all__ = ["Selection", "select", "check_outcome", "check_budget", "refit_pick", "LOSS_GROWTH",
-           "REFIT_BUDGET", "REFIT_TOLERANCE"]
+           "REFIT_BUDGET", "REFIT_TOLERANCE", "refit_max_epochs"]
 
 #: The returned model's validation loss may be at most this many times the pretrained
 #: net's before a SelectionWarning says so. On the recorded trajectories of
@@ -43,6 +43,11 @@ REFIT_TOLERANCE = 0.01
 #: epochs for 0.06 point less test accuracy; at 1 time, 0.39 for 0.32 point less (the
 #: user guide quotes the figures).
 REFIT_BUDGET = 2
+
+
+def refit_max_epochs(all_data):
+    """The most epochs a refit on ``all_data`` (its training context) trains."""
+    return REFIT_BUDGET * all_data.stopping.max_epochs
 
 
 @dataclass
@@ -331,7 +336,6 @@ def _retrain(all_data, length, tuned, key):
         steps = tuned.best_epoch * tuned.steps_per_epoch
         stopping = Stopping(max_epochs=steps, max_steps=steps)
     else:
-        stopping = Stopping(max_epochs=min(tuned.best_epoch,
-                                           REFIT_BUDGET * all_data.stopping.max_epochs))
+        stopping = Stopping(max_epochs=min(tuned.best_epoch, refit_max_epochs(all_data)))
     return all_data.tune(what, start=start, stopping=stopping, keep_best=False,
                          lr_scales=None if plan is None else plan.lr_scales, name=key)

@@ -33,7 +33,7 @@ from ._network import (device_of, expected_input, loss_of, net_like, outputs_pro
                        pretrained_module)
 from ._locks import forward_pass
 from ._pickling import SlimModule, reference_tensors
-from ._selection import REFIT_BUDGET, select
+from ._selection import refit_max_epochs, select
 from ._strategies import DEFAULTS, OPTIONS, RENAMED, STRATEGIES, Strategy
 from ._training import (CrossValidation, FineTuning, Optimization, Stopping, TargetData,
                         gather, make_folds, samples_of, seed_for)
@@ -588,9 +588,13 @@ STRATEGY_OPTIONS
                     ctx.all_data = context(train.concat(val), None, base_seed)
             else:
                 ctx = CrossValidation.over(folds, train.concat(val), context, base_seed)
+            refit_budget = 0
+            if self.refit:
+                all_data = ctx.on_all_data()
+                refit_budget = _budget(all_data, len(train) + len(val),
+                                       refit_max_epochs(all_data))
             progress.plan(n_runs and n_runs * len(folds or [0]), _budget(ctx, len(train)),
-                          REFIT_BUDGET * _budget(ctx.on_all_data(), len(train) + len(val))
-                          if self.refit else 0)
+                          refit_budget)
             result = select(ctx, strategy, options, refit=self.refit)
         self._set_result(result, units, head, eval_batch_size)
         self.fit_time_ = time.perf_counter() - started
@@ -1312,10 +1316,11 @@ def _net_summary(net):
     return f"base_net={type(net).__name__}({name}{size})"
 
 
-def _budget(ctx, n_samples):
-    """Optimizer steps of a run of ``ctx``'s default length over ``n_samples`` samples."""
-    opt = ctx.optimization
-    return ctx.stopping.max_epochs * max(1, math.ceil(n_samples / opt.batch_size))
+def _budget(ctx, n_samples, max_epochs=None):
+    """Optimizer steps of a run of ``max_epochs`` (default: ``ctx``'s) over ``n_samples``
+    samples."""
+    max_epochs = ctx.stopping.max_epochs if max_epochs is None else max_epochs
+    return max_epochs * max(1, math.ceil(n_samples / ctx.optimization.batch_size))
 
 
 def _write(line):
